@@ -18,7 +18,7 @@ class StrictModel(BaseModel):
 
 
 class SourceLocation(StrictModel):
-    """Exactly one of `path` (CSV or Parquet, relative to the config file) or `table` (in the pipeline DuckDB)."""
+    """Exactly one of `path` (CSV/Parquet, relative to the config) or `table` (in the pipeline DuckDB)."""
 
     path: str | None = None
     table: str | None = None

@@ -42,7 +42,9 @@ def pandera_table_check(
     asset_key = dg.AssetKey.from_coercible(asset)
     check_name = name or f"{asset_key.path[-1]}_schema"
 
-    @dg.asset_check(asset=asset_key, name=check_name, blocking=blocking, description=f"pandera: {schema.name}")
+    @dg.asset_check(
+        asset=asset_key, name=check_name, blocking=blocking, description=f"pandera: {schema.name}"
+    )
     def _check(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
         return validate_frame(load(context, duckdb), schema)
 

@@ -1,0 +1,69 @@
+"""Shared standardizers: what each one turns raw values into, and what becomes 'no observation'."""
+
+import pandas as pd
+import pytest
+
+from identity_pipeline.core.standardize import STANDARDIZERS, standardize
+
+
+def run(values, kind, **opts):
+    return standardize(pd.Series(values, dtype="object"), kind, **opts).tolist()
+
+
+def test_email_trims_lowercases_and_rejects_non_emails():
+    assert run([" Alice@Example.COM ", "alice @example.com", "not-an-email", "", None], "email") == [
+        "alice@example.com",
+        "alice@example.com",
+        pd.NA,
+        pd.NA,
+        pd.NA,
+    ]
+
+
+def test_email_gmail_dots_option_is_provider_specific():
+    vals = ["J.Doe+promo@gmail.com", "j.doe@other.com"]
+    assert run(vals, "email", gmail_dots=True) == ["jdoe@gmail.com", "j.doe@other.com"]
+    assert run(vals, "email") == ["j.doe+promo@gmail.com", "j.doe@other.com"]
+
+
+def test_phone_formats_become_e164_with_default_region():
+    vals = ["06 12 34 56 78", "+33 6 12 34 56 78", "0033612345678", "06.12.34.56.78", "12", "abc"]
+    out = run(vals, "phone", default_region="FR")
+    assert out[:4] == ["+33612345678"] * 4
+    assert out[4:] == [pd.NA, pd.NA]
+
+
+def test_phone_without_region_needs_country_code():
+    assert run(["+44 20 7946 0958", "020 7946 0958"], "phone") == ["+442079460958", pd.NA]
+
+
+def test_name_casefolds_strips_accents_punctuation_and_spaces():
+    assert run(["  Zoë   O'Neil ", "JEAN-LUC", "Ñúñez", "...", None], "name") == [
+        "zoe oneil",
+        "jean luc",
+        "nunez",
+        pd.NA,
+        pd.NA,
+    ]
+
+
+def test_postal_code_and_domain():
+    assert run([" 75 011 ", "sw1a-1aa"], "postal_code") == ["75011", "SW1A1AA"]
+    assert run(["https://www.Acme.com/path?x", "bob@acme.io", "WWW.shop.fr:8080"], "domain") == [
+        "acme.com",
+        "acme.io",
+        "shop.fr",
+    ]
+
+
+def test_trim_lowercase_none_and_exact():
+    assert run([" A1 ", "   "], "trim") == ["A1", pd.NA]
+    assert run([" A1 "], "exact") == ["A1"]
+    assert run([" AbC "], "lowercase") == ["abc"]
+    assert run([" AbC "], "none") == [" AbC "]
+
+
+def test_unknown_standardizer_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown standardizer 'soundex'"):
+        run(["x"], "soundex")
+    assert "email" in STANDARDIZERS
