@@ -67,3 +67,38 @@ def test_unknown_standardizer_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown standardizer 'soundex'"):
         run(["x"], "soundex")
     assert "email" in STANDARDIZERS
+
+
+def _random_phones(n: int, seed: int) -> list[str]:
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        body = "".join(rng.choice("0123456789") for _ in range(rng.randint(6, 11)))
+        style = rng.randint(0, 6)
+        if style == 0:
+            out.append("0" + body[:9])
+        elif style == 1:
+            out.append("+33 " + body[:9])
+        elif style == 2:
+            out.append("0033" + body[:9])
+        elif style == 3:
+            out.append("+44 " + " ".join([body[:4], body[4:]]))
+        elif style == 4:
+            out.append("+1-" + body[:3] + "-" + body[3:10])
+        elif style == 5:
+            out.append(".".join([body[i : i + 2] for i in range(0, len(body), 2)]))
+        else:
+            out.append("+" + body)
+    return out
+
+
+@pytest.mark.parametrize("region", ["FR", "US", "GB", None])
+def test_phone_shape_path_equals_phonenumbers_on_every_value(region):
+    from identity_pipeline.core.standardize import _e164
+
+    raw = _random_phones(3000, seed=7) + ["+33 (0)6 12 34 56 78", "06 12 34 56 78 ext 12", "0000000000"]
+    fast = run(raw, "phone", default_region=region)
+    slow = [_e164(v.strip(), region) for v in raw]
+    assert [None if x is pd.NA else x for x in fast] == slow
