@@ -4,8 +4,6 @@ The check loads the table (or one window of it), validates lazily, and reports t
 markdown so a reviewer sees which rows broke which rule.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 
 import dagster as dg
@@ -32,7 +30,7 @@ def validate_frame(df: pd.DataFrame, schema: pa.DataFrameSchema) -> dg.AssetChec
 
 def pandera_table_check(
     *,
-    asset: dg.AssetKey | str,
+    asset: "dg.AssetKey | str",
     schema: pa.DataFrameSchema,
     load: Callable[[dg.AssetCheckExecutionContext, DuckDBResource], pd.DataFrame],
     name: str | None = None,
