@@ -1,0 +1,816 @@
+"""Batched fast path of Event Stitching: the same outputs as `reference.py`, computed mostly vectorised.
+
+How (every step is checked against the reference by identity_pipeline_tests/event_stitching/
+test_batched_equivalence.py):
+
+1. Events are ordered like the reference ((event_ts, model, event_id), one row per (model, event_id)).
+   Observations become usable edges event <-> (identifier_type, value); known values link further to every
+   profile holding a membership of them in the loaded state. Connected components (scipy) are independent:
+   they share no value and no profile, and the reference's decisions in one never read another.
+2. A component is SIMPLE when the reference would do nothing but attach its events to one profile:
+   * it reaches at most one profile, which is active, through any membership of its values;
+   * "creator" events (none of whose values is held in state or appeared earlier in the component): exactly
+     one when it reaches no profile, none when it reaches one (so nothing is created twice, nothing merges);
+   * every known value is in the registry, not quarantined, held only ACTIVE (no demoted/blocked membership),
+     never expires inside the window (first_seen: max event_ts <= first_seen + lifetime; last_seen: no gap
+     between consecutive observations over the lifetime);
+   * per anchor type with a limit, the profile's active values + the component's values stay within it (no
+     rule-5 limit_conflict, no dropped anchor, every profile compatible); per weak type with
+     `max_unique_values_per_profile`, the same (no demotion); every value ends on one profile, and
+     `max_profiles_per_value` >= 1, so nothing is quarantined;
+   * its blocked values are held, if at all, only as 'blocked' memberships.
+   Events without any non-blocked value are excluded (`no_matchable_identifier`) directly.
+3. SIMPLE components are computed with group-bys: attribution (decided by the first value in walk order that
+   was already on the profile; the creator's first value), profile / membership / registry updates,
+   is_known. Blocked values are audited once per value and window at their first event, for every event.
+4. COMPLEX components run through the reference together, on just their events and the subgraph their values
+   reach. Profiles created there and by simple components get `created_sequence` renumbered by the global
+   order of their creating events.
+5. Anything the split cannot reproduce (a created id colliding with a loaded profile) runs the whole window
+   through the reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from identity_pipeline.config.event_stitching import EventStitchingConfig
+from identity_pipeline.core.event_stitching.metrics import window_metrics
+from identity_pipeline.core.event_stitching.reference import (
+    PROFILE_PREFIX,
+    Context,
+    run_reference,
+)
+from identity_pipeline.core.event_stitching.rules.quarantine import release_applies
+from identity_pipeline.core.event_stitching.state import (
+    NAT,
+    PROFILE_COLUMNS,
+    PROFILE_VALUE_COLUMNS,
+    REDIRECT_COLUMNS,
+    REGISTRY_COLUMNS,
+    GraphState,
+)
+
+SEP = "\x1f"
+_TS = {"created_at", "first_seen_at", "last_seen_at", "quarantined_at", "merged_at"}
+_INT = {"created_sequence", "event_count"}
+_BOOL = {"is_known", "quarantined"}
+_BIG = np.iinfo(np.int64).max
+
+
+# ------------------------------------------------------------------------------------------------------------
+# small helpers
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _obj(s: pd.Series) -> np.ndarray:
+    """Strings as an object array with None for missing."""
+    if len(s) == 0:
+        return np.empty(0, dtype=object)
+    return s.to_numpy(dtype=object, na_value=None)
+
+
+def _us(s: pd.Series) -> np.ndarray:
+    """Timestamps as int64 microseconds (NAT for missing)."""
+    if len(s) == 0:
+        return np.empty(0, dtype=np.int64)
+    return pd.to_datetime(s).astype("datetime64[us]").to_numpy().view(np.int64)
+
+
+def _cat(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if len(a) == 0:
+        return np.empty(0, dtype=object)
+    return (a.astype(object) + SEP) + b.astype(object)
+
+
+def _frame(columns: list[str], data: dict[str, np.ndarray]) -> pd.DataFrame:
+    """A state frame with the reference's dtypes (`state._frame`), from numpy columns."""
+    out = {}
+    for c in columns:
+        v = data[c]
+        if c in _TS:
+            out[c] = pd.Series(np.asarray(v, dtype=np.int64).view("datetime64[us]"), dtype="datetime64[us]")
+        elif c in _INT:
+            out[c] = pd.Series(np.asarray(v, dtype=np.int64), dtype="int64")
+        elif c in _BOOL:
+            out[c] = pd.Series(np.asarray(v, dtype=bool), dtype="bool")
+        else:
+            out[c] = pd.Series(np.asarray(v, dtype=object), dtype="object")
+    return pd.DataFrame(out, columns=columns)
+
+
+def _norm(df: pd.DataFrame, columns: list[str]) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for c in columns:
+        if c in _TS:
+            out[c] = _us(df[c])
+        elif c in _INT:
+            out[c] = df[c].to_numpy(dtype=np.int64) if len(df) else np.empty(0, dtype=np.int64)
+        elif c in _BOOL:
+            out[c] = df[c].fillna(False).to_numpy(dtype=bool) if len(df) else np.empty(0, dtype=bool)
+        else:
+            out[c] = _obj(df[c])
+    return out
+
+
+def _writable(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {c: np.array(v, copy=True) for c, v in d.items()}
+
+
+def _take(d: dict[str, np.ndarray], idx) -> dict[str, np.ndarray]:
+    return {c: v[idx] for c, v in d.items()}
+
+
+def _concat(parts: list[dict[str, np.ndarray]], columns: list[str]) -> dict[str, np.ndarray]:
+    return {c: np.concatenate([p[c] for p in parts]) if parts else np.empty(0) for c in columns}
+
+
+def _sort_frame(d: dict[str, np.ndarray], by: list[str], columns: list[str]) -> pd.DataFrame:
+    df = _frame(columns, d)
+    if len(df) > 1:
+        df = df.sort_values(by, kind="mergesort").reset_index(drop=True)
+    return df
+
+
+STATS: dict[str, int] = {}
+DEBUG: dict = {}
+
+
+def _why(flags: np.ndarray, reason: str) -> None:
+    """Debug counters: components flagged complex so far, by the first reason that flagged them."""
+    n = int(flags.sum())
+    STATS[reason] = STATS.get(reason, 0) + n - STATS.get("_total", 0)
+    STATS["_total"] = n
+
+
+def _pid(model: str, eid: str) -> str:
+    return PROFILE_PREFIX + hashlib.sha256(f"{model}\x1f{eid}".encode()).hexdigest()[:16]
+
+
+def _rows_frame(data: dict[str, np.ndarray], columns: list[str], ts_col: str) -> pd.DataFrame:
+    out = {}
+    for c in columns:
+        if c == ts_col:
+            out[c] = pd.Series(
+                np.asarray(data[c], dtype=np.int64).view("datetime64[us]"), dtype="datetime64[us]"
+            )
+        else:
+            out[c] = pd.Series(np.asarray(data[c], dtype=object), dtype="object")
+    return pd.DataFrame(out, columns=columns)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the fast path
+# ------------------------------------------------------------------------------------------------------------
+
+
+def stitch_window_batched(
+    state: GraphState,
+    events: pd.DataFrame,
+    observations: pd.DataFrame,
+    config: EventStitchingConfig,
+    window_key: str,
+):
+    from identity_pipeline.core.event_stitching.engine import (
+        ATTRIBUTION_COLUMNS,
+        AUDIT_COLUMNS,
+        WindowResult,
+        build_result,
+    )
+
+    def full_reference() -> WindowResult:
+        g, ctx = run_reference(state, events, observations, config, window_key)
+        res = build_result(g, ctx, observations)
+        res.metrics["events_fast_path"] = 0
+        return res
+
+    STATS.clear()
+    ctx = Context.build(config, window_key)
+    ids = config.identifiers
+
+    # ---- state, normalized -----------------------------------------------------------------------------
+    P = _norm(state.profiles, PROFILE_COLUMNS)
+    M = _norm(state.profile_values, PROFILE_VALUE_COLUMNS)
+    R = _writable(_norm(state.value_registry, REGISTRY_COLUMNS))
+    D = _norm(state.redirects, REDIRECT_COLUMNS)
+    next_seq = int(state.next_sequence)
+
+    # releases (start of window), as apply_releases
+    audit_release: list[tuple] = []
+    if ctx.releases and len(R["value"]):
+        r_index = pd.Index(_cat(R["identifier_type"], R["value"]))
+        for (t, v), at in ctx.releases:
+            i = r_index.get_indexer([t + SEP + v])[0]
+            if (
+                i >= 0
+                and R["quarantined"][i]
+                and release_applies(
+                    None if R["quarantined_at"][i] == NAT else int(R["quarantined_at"][i]), at
+                )
+            ):
+                R["quarantined"][i] = False
+                R["quarantined_at"][i] = NAT
+                audit_release.append(
+                    (
+                        window_key,
+                        NAT,
+                        "released_value",
+                        t,
+                        v,
+                        None,
+                        None,
+                        None,
+                        None,
+                        "released in config (released_values)",
+                    )
+                )
+
+    # ---- events in reference order ---------------------------------------------------------------------
+    if events is not None and len(events):
+        ev = pd.DataFrame(
+            {"m": _obj(events["model"]), "e": _obj(events["event_id"]), "ts": _us(events["event_ts"])}
+        )
+        ev["k"] = _cat(ev["m"].to_numpy(), ev["e"].to_numpy())
+        if ev["k"].duplicated().any():
+            ev = ev.sort_values("ts", kind="mergesort").drop_duplicates("k", keep="first")
+    else:
+        ev = pd.DataFrame({"m": [], "e": [], "ts": np.empty(0, np.int64), "k": []})
+    has_obs = observations is not None and len(observations) > 0
+    if has_obs:
+        o_m, o_e = _obj(observations["model"]), _obj(observations["event_id"])
+        o_t, o_v = _obj(observations["identifier_type"]), _obj(observations["value"])
+        o_ts = _us(observations["event_ts"])
+        o_b = observations["blocked"].to_numpy(dtype=bool)
+        o_ek = _cat(o_m, o_e)
+        ev_index = pd.Index(ev["k"].to_numpy())
+        missing = ev_index.get_indexer(o_ek) < 0
+        if missing.any():
+            extra = pd.DataFrame(
+                {"m": o_m[missing], "e": o_e[missing], "ts": o_ts[missing], "k": o_ek[missing]}
+            )
+            extra = extra.drop_duplicates("k", keep="first")
+            ev = pd.concat([ev, extra], ignore_index=True)
+    ev = ev.sort_values(["ts", "m", "e"], kind="mergesort").reset_index(drop=True)
+    nE = len(ev)
+    e_m, e_e, e_ts = ev["m"].to_numpy(), ev["e"].to_numpy(), ev["ts"].to_numpy(dtype=np.int64)
+    if nE == 0:
+        return full_reference()
+
+    # ---- observations per event (distinct (type, value); last blocked flag wins; first-row order) ----------
+    if has_obs:
+        o_pos = pd.Index(ev["k"].to_numpy()).get_indexer(o_ek).astype(np.int64)
+        o_key = _cat(o_t, o_v)
+        ob = pd.DataFrame(
+            {"pos": o_pos, "key": o_key, "t": o_t, "v": o_v, "b": o_b, "row": np.arange(len(o_b))}
+        )
+        dup = ob.duplicated(["pos", "key"], keep=False)
+        if dup.any():
+            last_b = ob.drop_duplicates(["pos", "key"], keep="last").set_index(["pos", "key"])["b"]
+            ob = ob.drop_duplicates(["pos", "key"], keep="first").reset_index(drop=True)
+            ob["b"] = last_b.reindex(pd.MultiIndex.from_arrays([ob["pos"], ob["key"]])).to_numpy(dtype=bool)
+    else:
+        ob = pd.DataFrame(
+            {
+                "pos": np.empty(0, np.int64),
+                "key": [],
+                "t": [],
+                "v": [],
+                "b": np.empty(0, bool),
+                "row": np.empty(0, np.int64),
+            }
+        )
+
+    blocked = ob["b"].to_numpy(dtype=bool)
+    U = ob[~blocked].reset_index(drop=True)
+    B = ob[blocked].reset_index(drop=True)
+
+    # ---- keys (usable values) and their state ----------------------------------------------------------
+    k_codes, k_uniques = pd.factorize(U["key"].to_numpy(), sort=False)
+    nK = len(k_uniques)
+    u_pos = U["pos"].to_numpy(dtype=np.int64)
+    u_k = k_codes.astype(np.int64)
+    key_index = pd.Index(k_uniques)
+    first_u = np.unique(u_k, return_index=True)[1] if nK else np.empty(0, np.int64)
+    k_t = U["t"].to_numpy()[first_u] if nK else np.empty(0, object)
+    k_v = U["v"].to_numpy()[first_u] if nK else np.empty(0, object)
+
+    m_key = _cat(M["identifier_type"], M["value"])
+    m_k = key_index.get_indexer(m_key).astype(np.int64) if len(m_key) else np.empty(0, np.int64)
+    r_key = _cat(R["identifier_type"], R["value"])
+    r_k = key_index.get_indexer(r_key).astype(np.int64) if len(r_key) else np.empty(0, np.int64)
+
+    prof_index = pd.Index(P["dinmo_stitched_profile_id"])
+    nP = len(prof_index)
+    m_p = prof_index.get_indexer(M["dinmo_stitched_profile_id"]).astype(np.int64)
+    if (m_p < 0).any():
+        return full_reference()  # memberships of profiles not loaded: leave it to the reference
+    p_active = P["status"] == "active"
+
+    # ---- components ---------------------------------------------------------------------------------------
+    in_w = m_k >= 0
+    rows = np.concatenate([u_pos, nE + m_k[in_w]])
+    cols = np.concatenate([nE + u_k, nE + nK + m_p[in_w]])
+    n_nodes = nE + nK + nP
+    graph = sp.coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n_nodes, n_nodes)).tocsr()
+    n_comp, labels = connected_components(graph, directed=False)
+    c_ev = labels[:nE]
+    c_key = labels[nE : nE + nK]
+    c_prof = labels[nE + nK :]
+
+    complex_c = np.zeros(n_comp, dtype=bool)
+
+    # profiles reached per component
+    linked_p = np.unique(m_p[in_w])
+    n_prof_c = np.bincount(c_prof[linked_p], minlength=n_comp)
+    DEBUG.update(c_ev=c_ev, c_key=c_key, ev=ev, k_t=None)
+    complex_c[n_prof_c > 1] = True
+    _why(complex_c, "profiles>1")
+    complex_c[c_prof[linked_p[~p_active[linked_p]]]] = True
+    comp_P = np.full(n_comp, -1, dtype=np.int64)
+    comp_P[c_prof[linked_p]] = linked_p
+
+    # key state: registry / memberships
+    k_in_reg = np.zeros(nK, dtype=bool)
+    k_quar = np.zeros(nK, dtype=bool)
+    k_rfirst = np.full(nK, NAT, dtype=np.int64)
+    k_rlast = np.full(nK, NAT, dtype=np.int64)
+    hit = r_k >= 0
+    k_in_reg[r_k[hit]] = True
+    k_quar[r_k[hit]] = R["quarantined"][hit]
+    k_rfirst[r_k[hit]] = R["first_seen_at"][hit]
+    k_rlast[r_k[hit]] = R["last_seen_at"][hit]
+    k_in_mem = np.zeros(nK, dtype=bool)
+    k_in_mem[m_k[in_w]] = True
+    k_bad = k_quar | (k_in_reg != k_in_mem)
+    nonactive = in_w & (M["status"] != "active")
+    k_bad[m_k[nonactive]] = True
+
+    # lifetimes
+    u_ts = e_ts[u_pos]
+    order = np.lexsort((u_pos, u_k))
+    s_k, s_ts = u_k[order], u_ts[order]
+    is_first = np.ones(len(s_k), dtype=bool)
+    is_first[1:] = s_k[1:] != s_k[:-1]
+    first_pos_k = np.full(nK, _BIG, dtype=np.int64)
+    np.minimum.at(first_pos_k, u_k, u_pos)
+    for t in ids:
+        lt = ctx.lifetime_us.get(t)
+        if lt is None:
+            continue
+        sel_k = k_t == t
+        if not sel_k.any():
+            continue
+        if ctx.from_last_seen[t]:
+            prev = np.empty(len(s_ts), dtype=np.int64)
+            prev[1:] = s_ts[:-1]
+            prev[is_first] = NAT
+            reg_last = k_rlast[s_k]
+            ref = np.maximum(prev, reg_last)
+            exp = (ref != NAT) & (s_ts > ref + lt) & sel_k[s_k]
+            k_bad[s_k[exp]] = True
+        else:
+            min_ts = np.full(nK, _BIG, dtype=np.int64)
+            max_ts = np.full(nK, np.iinfo(np.int64).min, dtype=np.int64)
+            np.minimum.at(min_ts, u_k, u_ts)
+            np.maximum.at(max_ts, u_k, u_ts)
+            ref = np.where(k_in_reg & (k_rfirst != NAT), np.minimum(k_rfirst, min_ts), min_ts)
+            k_bad[sel_k & (max_ts > ref + lt)] = True
+    complex_c[c_key[k_bad]] = True
+    _why(complex_c, "bad key")
+
+    # creators
+    known_before = k_in_mem[u_k] | (first_pos_k[u_k] < u_pos)
+    ev_has_known = np.zeros(nE, dtype=bool)
+    ev_has_known[u_pos[known_before]] = True
+    ev_usable = np.zeros(nE, dtype=bool)
+    ev_usable[u_pos] = True
+    creator = ev_usable & ~ev_has_known
+    n_creators = np.bincount(c_ev[creator], minlength=n_comp)
+    has_p = comp_P >= 0
+    complex_c[has_p & (n_creators > 0)] = True
+    _why(complex_c, "P+creator")
+    complex_c[~has_p & (n_creators != 1)] = True
+    DEBUG.update(
+        n_creators=n_creators,
+        has_p=has_p,
+        creator=creator,
+        complex_c=complex_c.copy(),
+        U=U,
+        known_before=known_before,
+    )
+    _why(complex_c, "creators")
+
+    # limits (anchors: compatibility / rule 5 / dropped anchors; weak: demotion)
+    m_active = M["status"] == "active"
+    limited = [
+        (t, p.max_unique_values_per_profile) for t, p in ids.items() if p.max_unique_values_per_profile
+    ]
+    for t, limit in limited:
+        n_t = np.bincount(c_key[k_t == t], minlength=n_comp)
+        outside = (~in_w) & m_active & (M["identifier_type"] == t)
+        if outside.any():
+            pp = m_p[outside]
+            reached = np.isin(pp, linked_p)
+            n_t += np.bincount(c_prof[pp[reached]], minlength=n_comp)
+        complex_c[n_t > limit] = True
+        _why(complex_c, f"limit {t}")
+
+    # blocked values held other than as 'blocked' evidence
+    if len(B):
+        b_idx = pd.Index(np.unique(B["key"].to_numpy()))
+        mb = (b_idx.get_indexer(m_key) >= 0) & (M["status"] != "blocked") if len(m_key) else np.zeros(0, bool)
+        if mb.any():
+            bad_keys = pd.Index(np.unique(m_key[mb]))
+            b_bad = bad_keys.get_indexer(B["key"].to_numpy()) >= 0
+            bp = B["pos"].to_numpy()[b_bad]
+            bp = bp[ev_usable[bp]]
+            complex_c[c_ev[bp]] = True
+
+    # ---- split events -------------------------------------------------------------------------------
+    ev_complex = ev_usable & complex_c[c_ev]
+    ev_simple = ev_usable & ~ev_complex
+    ev_excluded = ~ev_usable
+
+    # created ids must not collide with loaded profiles (the reference would derive another id)
+    creator_simple = creator & ev_simple
+    cand = np.flatnonzero(creator_simple | ev_complex)
+    cand_pid = np.array([_pid(e_m[i], e_e[i]) for i in cand], dtype=object)
+    if nP and len(cand) and prof_index.get_indexer(cand_pid).max() >= 0:
+        return full_reference()
+    pid_of_pos = dict(zip(cand_pid.tolist(), cand.tolist(), strict=True))
+
+    # ---- complex components through the reference -----------------------------------------------------
+    cx_pos = np.flatnonzero(ev_complex)
+    cx_state = None
+    if len(cx_pos):
+        cx_comp = np.zeros(n_comp, dtype=bool)
+        cx_comp[c_ev[cx_pos]] = True
+        cx_prof = linked_p[cx_comp[c_prof[linked_p]]]
+        cx_prof_set = set(P["dinmo_stitched_profile_id"][cx_prof].tolist())
+        red_sel = np.array([to in cx_prof_set for to in D["to_id"]], dtype=bool)
+        from_ids = set(D["from_id"][red_sel].tolist())
+        p_sel = np.array(
+            [p in cx_prof_set or p in from_ids for p in P["dinmo_stitched_profile_id"]], dtype=bool
+        )
+        mem_sel = np.isin(m_p, cx_prof)
+        cx_ev_keys = set(ev["k"].to_numpy()[cx_pos].tolist())
+        cx_keys = set(ob["key"].to_numpy()[np.isin(ob["pos"].to_numpy(), cx_pos)].tolist())
+        reg_sel = np.array([k in cx_keys for k in r_key], dtype=bool)
+        sub = GraphState(
+            profiles=_frame(PROFILE_COLUMNS, _take(P, p_sel)),
+            profile_values=_frame(PROFILE_VALUE_COLUMNS, _take(M, mem_sel)),
+            value_registry=_frame(REGISTRY_COLUMNS, _take(R, reg_sel)),
+            redirects=_frame(REDIRECT_COLUMNS, _take(D, red_sel)),
+            next_sequence=next_seq,
+        )
+        cx_events = None
+        if events is not None and len(events):
+            ek = _cat(_obj(events["model"]), _obj(events["event_id"]))
+            cx_events = events[np.array([k in cx_ev_keys for k in ek], dtype=bool)]
+        cx_obs = (
+            observations[np.array([k in cx_ev_keys for k in o_ek], dtype=bool)] if has_obs else observations
+        )
+        g, cctx = run_reference(sub, cx_events, cx_obs, config, window_key)
+        cx_state = g.to_state()
+        cx_created, cx_merged = cctx.profiles_created, cctx.profiles_merged
+        cx_attr, cx_audit = cctx.attribution, [a for a in cctx.audits if a[2] != "blocked_value"]
+    else:
+        p_sel = np.zeros(nP, dtype=bool)
+        mem_sel = np.zeros(len(m_p), dtype=bool)
+        reg_sel = np.zeros(len(r_key), dtype=bool)
+        red_sel = np.zeros(len(D["from_id"]), dtype=bool)
+        cx_created = cx_merged = 0
+        cx_attr, cx_audit = [], []
+
+    # ---- simple components ----------------------------------------------------------------------------
+    s_comp_ev = np.flatnonzero(ev_simple)
+    sc = c_ev[s_comp_ev]
+    # target per simple component
+    comp_target = np.full(n_comp, None, dtype=object)
+    comp_new = np.zeros(n_comp, dtype=bool)
+    cr = np.flatnonzero(creator_simple)
+    comp_target[c_ev[cr]] = np.array([_pid(e_m[i], e_e[i]) for i in cr], dtype=object)
+    comp_new[c_ev[cr]] = True
+    comp_creator = np.full(n_comp, -1, dtype=np.int64)
+    comp_creator[c_ev[cr]] = cr
+    hp = has_p & ~complex_c
+    comp_target[hp] = P["dinmo_stitched_profile_id"][comp_P[hp]]
+
+    # walk rank of keys: (priority, type, value)
+    if nK:
+        kt = pd.DataFrame({"p": [ctx.priority[t] for t in k_t], "t": k_t, "v": k_v, "k": np.arange(nK)})
+        kt = kt.sort_values(["p", "t", "v"], kind="mergesort")
+        rank = np.empty(nK, dtype=np.int64)
+        rank[kt["k"].to_numpy()] = np.arange(nK)
+        key_of_rank = kt["k"].to_numpy()
+    else:
+        rank = np.empty(0, np.int64)
+        key_of_rank = np.empty(0, np.int64)
+    u_simple = ev_simple[u_pos]
+    eff = np.where(known_before | creator[u_pos], rank[u_k], _BIG)
+    dec = np.full(nE, _BIG, dtype=np.int64)
+    np.minimum.at(dec, u_pos[u_simple], eff[u_simple])
+
+    # attribution rows
+    A_simple = {
+        "pos": s_comp_ev,
+        "model": e_m[s_comp_ev],
+        "event_id": e_e[s_comp_ev],
+        "event_ts": e_ts[s_comp_ev],
+        "dinmo_stitched_profile_id": comp_target[sc],
+        "status": np.full(len(s_comp_ev), "stitched", dtype=object),
+        "reason": np.full(len(s_comp_ev), None, dtype=object),
+        "decided_by_identifier_type": k_t[key_of_rank[dec[s_comp_ev]]]
+        if len(s_comp_ev)
+        else np.empty(0, object),
+        "decided_by_value": k_v[key_of_rank[dec[s_comp_ev]]] if len(s_comp_ev) else np.empty(0, object),
+    }
+    x = np.flatnonzero(ev_excluded)
+    A_excl = {
+        "pos": x,
+        "model": e_m[x],
+        "event_id": e_e[x],
+        "event_ts": e_ts[x],
+        "dinmo_stitched_profile_id": np.full(len(x), None, dtype=object),
+        "status": np.full(len(x), "excluded", dtype=object),
+        "reason": np.full(len(x), "no_matchable_identifier", dtype=object),
+        "decided_by_identifier_type": np.full(len(x), None, dtype=object),
+        "decided_by_value": np.full(len(x), None, dtype=object),
+    }
+    attr_cols = ["pos", *[c for c in ATTRIBUTION_COLUMNS if c != "window_key"]]
+    if cx_attr:
+        ca = list(zip(*cx_attr, strict=True))
+        cx_m = np.array(ca[0], dtype=object)
+        cx_e = np.array(ca[1], dtype=object)
+        cpos = pd.Index(ev["k"].to_numpy()).get_indexer(_cat(cx_m, cx_e)).astype(np.int64)
+        A_cx = {
+            "pos": cpos,
+            "model": cx_m,
+            "event_id": cx_e,
+            "event_ts": np.array([NAT if v is None else v for v in ca[2]], dtype=np.int64),
+            "dinmo_stitched_profile_id": np.array(ca[4], dtype=object),
+            "status": np.array(ca[5], dtype=object),
+            "reason": np.array(ca[6], dtype=object),
+            "decided_by_identifier_type": np.array(ca[7], dtype=object),
+            "decided_by_value": np.array(ca[8], dtype=object),
+        }
+        parts = [A_simple, A_excl, A_cx]
+    else:
+        parts = [A_simple, A_excl]
+    A = _concat(parts, attr_cols)
+    o = np.argsort(A["pos"], kind="stable")
+    A = {c: v[o] for c, v in A.items()}
+    A["window_key"] = np.full(len(o), window_key, dtype=object)
+    attribution = _rows_frame(A, ATTRIBUTION_COLUMNS, "event_ts")
+
+    # audits: releases, blocked (first event of each blocked value), complex rows
+    audit_parts = []
+    if len(B):
+        Bs = B.sort_values(["pos", "row"], kind="mergesort").drop_duplicates("key", keep="first")
+        bpos = Bs["pos"].to_numpy(dtype=np.int64)
+        nb = len(Bs)
+        audit_parts.append(
+            {
+                "o1": bpos,
+                "o2": np.zeros(nb, np.int64),
+                "o3": Bs["row"].to_numpy(dtype=np.int64),
+                "window_key": np.full(nb, window_key, dtype=object),
+                "event_ts": e_ts[bpos],
+                "audit_type": np.full(nb, "blocked_value", dtype=object),
+                "identifier_type": Bs["t"].to_numpy(dtype=object),
+                "value": Bs["v"].to_numpy(dtype=object),
+                "dinmo_stitched_profile_id": np.full(nb, None, dtype=object),
+                "other_dinmo_stitched_profile_id": np.full(nb, None, dtype=object),
+                "model": e_m[bpos],
+                "event_id": e_e[bpos],
+                "detail": np.full(nb, "blocked value, not used", dtype=object),
+            }
+        )
+    for kind, rows_ in ((0, audit_release), (1, cx_audit)):
+        if not rows_:
+            continue
+        cols_ = list(zip(*rows_, strict=True))
+        n = len(rows_)
+        if kind == 0:
+            o1 = np.full(n, -1, dtype=np.int64)
+        else:
+            o1 = (
+                pd.Index(ev["k"].to_numpy())
+                .get_indexer(_cat(np.array(cols_[7], dtype=object), np.array(cols_[8], dtype=object)))
+                .astype(np.int64)
+            )
+        d = {
+            "o1": o1,
+            "o2": np.ones(n, np.int64),
+            "o3": np.arange(n, dtype=np.int64),
+        }
+        for i, c in enumerate(AUDIT_COLUMNS):
+            if c == "event_ts":
+                d[c] = np.array([NAT if v is None else v for v in cols_[i]], dtype=np.int64)
+            else:
+                d[c] = np.array(cols_[i], dtype=object)
+        audit_parts.append(d)
+    acols = ["o1", "o2", "o3", *AUDIT_COLUMNS]
+    if audit_parts:
+        AU = _concat(audit_parts, acols)
+        o = np.lexsort((AU["o3"], AU["o2"], AU["o1"]))
+        AU = {c: v[o] for c, v in AU.items()}
+    else:
+        AU = {
+            c: np.empty(0, dtype=np.int64 if c in ("o1", "o2", "o3", "event_ts") else object) for c in acols
+        }
+    audit = _rows_frame(AU, AUDIT_COLUMNS, "event_ts")
+
+    # ---- state: simple updates --------------------------------------------------------------------------
+    # per (component, key) aggregates of simple usable observations
+    su_pos, su_k = u_pos[u_simple], u_k[u_simple]
+    su_ts = e_ts[su_pos]
+    k_n = np.bincount(su_k, minlength=nK)
+    k_min = np.full(nK, _BIG, dtype=np.int64)
+    k_max = np.full(nK, np.iinfo(np.int64).min, dtype=np.int64)
+    np.minimum.at(k_min, su_k, su_ts)
+    np.maximum.at(k_max, su_k, su_ts)
+    simple_keys = np.flatnonzero(k_n > 0)
+
+    # registry
+    reg_upd = (r_k >= 0) & ~reg_sel
+    reg_upd[reg_upd] = k_n[r_k[reg_upd]] > 0
+    R2 = {c: v.copy() for c, v in R.items()}
+    rk = r_k[reg_upd]
+    R2["first_seen_at"][reg_upd] = np.minimum(R2["first_seen_at"][reg_upd], k_min[rk])
+    R2["last_seen_at"][reg_upd] = np.maximum(R2["last_seen_at"][reg_upd], k_max[rk])
+    R2["event_count"][reg_upd] = R2["event_count"][reg_upd] + k_n[rk]
+    new_reg_k = simple_keys[~k_in_reg[simple_keys]]
+    nr = len(new_reg_k)
+    R_new = {
+        "identifier_type": k_t[new_reg_k],
+        "value": k_v[new_reg_k],
+        "first_seen_at": k_min[new_reg_k],
+        "last_seen_at": k_max[new_reg_k],
+        "quarantined": np.zeros(nr, dtype=bool),
+        "quarantined_at": np.full(nr, NAT, dtype=np.int64),
+        "event_count": k_n[new_reg_k],
+    }
+    reg_parts = [_take(R2, ~reg_sel), R_new]
+    if cx_state is not None:
+        reg_parts.append(_norm(cx_state.value_registry, REGISTRY_COLUMNS))
+    registry = _sort_frame(
+        _concat(reg_parts, REGISTRY_COLUMNS), ["identifier_type", "value"], REGISTRY_COLUMNS
+    )
+
+    # memberships: usable keys (active) on the component's target
+    M2 = {c: v.copy() for c, v in M.items()}
+    mem_upd = in_w & ~mem_sel
+    mem_upd[mem_upd] = k_n[m_k[mem_upd]] > 0
+    mk = m_k[mem_upd]
+    M2["first_seen_at"][mem_upd] = np.minimum(M2["first_seen_at"][mem_upd], k_min[mk])
+    M2["last_seen_at"][mem_upd] = np.maximum(M2["last_seen_at"][mem_upd], k_max[mk])
+    M2["event_count"][mem_upd] = M2["event_count"][mem_upd] + k_n[mk]
+    new_mem_k = simple_keys[~k_in_mem[simple_keys]]
+    nm = len(new_mem_k)
+    M_new = {
+        "dinmo_stitched_profile_id": comp_target[c_key[new_mem_k]],
+        "identifier_type": k_t[new_mem_k],
+        "value": k_v[new_mem_k],
+        "status": np.full(nm, "active", dtype=object),
+        "first_seen_at": k_min[new_mem_k],
+        "last_seen_at": k_max[new_mem_k],
+        "event_count": k_n[new_mem_k],
+    }
+    mem_parts = [M_new]
+    # blocked evidence of simple events
+    if len(B):
+        bsel = ev_simple[B["pos"].to_numpy()]
+        if bsel.any():
+            Bsimp = B[bsel]
+            bp = Bsimp["pos"].to_numpy(dtype=np.int64)
+            bdf = pd.DataFrame(
+                {
+                    "pid": comp_target[c_ev[bp]],
+                    "key": Bsimp["key"].to_numpy(),
+                    "t": Bsimp["t"].to_numpy(),
+                    "v": Bsimp["v"].to_numpy(),
+                    "ts": e_ts[bp],
+                }
+            )
+            agg = bdf.groupby(["pid", "key"], sort=False).agg(
+                t=("t", "first"), v=("v", "first"), n=("ts", "size"), mn=("ts", "min"), mx=("ts", "max")
+            )
+            agg = agg.reset_index()
+            mem_idx = pd.Index(_cat(M["dinmo_stitched_profile_id"], m_key))
+            j = (
+                mem_idx.get_indexer(_cat(agg["pid"].to_numpy(), agg["key"].to_numpy()))
+                if len(m_key)
+                else np.full(len(agg), -1)
+            )
+            exist = j >= 0
+            if exist.any():
+                jj = j[exist]
+                M2["first_seen_at"][jj] = np.minimum(M2["first_seen_at"][jj], agg["mn"].to_numpy()[exist])
+                M2["last_seen_at"][jj] = np.maximum(M2["last_seen_at"][jj], agg["mx"].to_numpy()[exist])
+                M2["event_count"][jj] = M2["event_count"][jj] + agg["n"].to_numpy()[exist]
+            nb_ = int((~exist).sum())
+            mem_parts.append(
+                {
+                    "dinmo_stitched_profile_id": agg["pid"].to_numpy(dtype=object)[~exist],
+                    "identifier_type": agg["t"].to_numpy(dtype=object)[~exist],
+                    "value": agg["v"].to_numpy(dtype=object)[~exist],
+                    "status": np.full(nb_, "blocked", dtype=object),
+                    "first_seen_at": agg["mn"].to_numpy(dtype=np.int64)[~exist],
+                    "last_seen_at": agg["mx"].to_numpy(dtype=np.int64)[~exist],
+                    "event_count": agg["n"].to_numpy(dtype=np.int64)[~exist],
+                }
+            )
+    mem_parts.insert(0, _take(M2, ~mem_sel))
+    if cx_state is not None:
+        mem_parts.append(_norm(cx_state.profile_values, PROFILE_VALUE_COLUMNS))
+    memberships = _sort_frame(
+        _concat(mem_parts, PROFILE_VALUE_COLUMNS),
+        ["dinmo_stitched_profile_id", "identifier_type", "value"],
+        PROFILE_VALUE_COLUMNS,
+    )
+
+    # profiles
+    c_n = np.bincount(sc, minlength=n_comp)
+    c_min = np.full(n_comp, _BIG, dtype=np.int64)
+    c_max = np.full(n_comp, np.iinfo(np.int64).min, dtype=np.int64)
+    np.minimum.at(c_min, sc, e_ts[s_comp_ev])
+    np.maximum.at(c_max, sc, e_ts[s_comp_ev])
+    anchor_types = [t for t in ids if ids[t].anchor]
+    c_anchor = np.zeros(n_comp, dtype=bool)
+    k_anchor = np.isin(k_t, anchor_types) if nK else np.zeros(0, bool)
+    c_anchor[c_key[simple_keys[k_anchor[simple_keys]]]] = True
+    P2 = {c: v.copy() for c, v in P.items()}
+    upd_c = np.flatnonzero(hp & (c_n > 0))
+    up = comp_P[upd_c]
+    p_anchor = np.zeros(nP, dtype=bool)
+    act_anchor = m_active & np.isin(M["identifier_type"], anchor_types) if len(m_p) else np.zeros(0, bool)
+    p_anchor[m_p[act_anchor]] = True
+    P2["first_seen_at"][up] = np.minimum(P2["first_seen_at"][up], c_min[upd_c])
+    P2["last_seen_at"][up] = np.maximum(P2["last_seen_at"][up], c_max[upd_c])
+    P2["event_count"][up] = P2["event_count"][up] + c_n[upd_c]
+    P2["is_known"][up] = p_anchor[up] | c_anchor[upd_c]
+    new_c = np.flatnonzero(comp_new)
+    nn = len(new_c)
+    cr_pos = comp_creator[new_c]
+    P_new = {
+        "dinmo_stitched_profile_id": comp_target[new_c],
+        "created_sequence": cr_pos.astype(np.int64),  # renumbered below
+        "created_at": e_ts[cr_pos],
+        "first_seen_at": c_min[new_c],
+        "last_seen_at": c_max[new_c],
+        "status": np.full(nn, "active", dtype=object),
+        "merged_to_dinmo_stitched_profile_id": np.full(nn, None, dtype=object),
+        "event_count": c_n[new_c],
+        "is_known": c_anchor[new_c],
+    }
+    prof_parts = [_take(P2, ~p_sel), P_new]
+    # renumber created profiles by the global order of their creating events
+    created_pos = [cr_pos]
+    if cx_state is not None:
+        CP = _writable(_norm(cx_state.profiles, PROFILE_COLUMNS))
+        is_new = CP["created_sequence"] >= next_seq
+        new_ids = CP["dinmo_stitched_profile_id"][is_new]
+        cpos = np.array([pid_of_pos[p] for p in new_ids], dtype=np.int64)
+        created_pos.append(cpos)
+        prof_parts.append(CP)
+    all_pos = np.concatenate(created_pos)
+    order_pos = np.sort(all_pos)
+    seq_of = dict(zip(order_pos.tolist(), range(next_seq, next_seq + len(order_pos)), strict=True))
+    P_new["created_sequence"] = np.array([seq_of[int(p)] for p in cr_pos], dtype=np.int64)
+    if cx_state is not None:
+        CP["created_sequence"][is_new] = np.array([seq_of[int(p)] for p in cpos], dtype=np.int64)
+    profiles = _sort_frame(
+        _concat(prof_parts, PROFILE_COLUMNS),
+        ["created_sequence", "dinmo_stitched_profile_id"],
+        PROFILE_COLUMNS,
+    )
+
+    # redirects
+    red_parts = [_take(D, ~red_sel)]
+    if cx_state is not None:
+        red_parts.append(_norm(cx_state.redirects, REDIRECT_COLUMNS))
+    redirects = _sort_frame(_concat(red_parts, REDIRECT_COLUMNS), ["from_id"], REDIRECT_COLUMNS)
+
+    new_state = GraphState(
+        profiles=profiles,
+        profile_values=memberships,
+        value_registry=registry,
+        redirects=redirects,
+        next_sequence=next_seq + len(order_pos),
+    )
+    metrics, by_model, by_type = window_metrics(attribution, audit, observations, nn + cx_created, cx_merged)
+    metrics["events_fast_path"] = int(ev_simple.sum() + ev_excluded.sum())
+    return WindowResult(
+        state=new_state,
+        attribution=attribution,
+        audit_events=audit,
+        metrics=metrics,
+        metrics_by_model=by_model,
+        metrics_by_identifier_type=by_type,
+    )

@@ -1,0 +1,153 @@
+"""Run metrics of one window (overall, per model, per identifier type) and global graph metrics for tests.
+
+The store computes the global metrics in SQL on the whole persisted graph; `active_conflicts` and
+`known_profile_share` here are the same definitions on an in-memory `GraphState`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pandas as pd
+
+from identity_pipeline.core.event_stitching.state import GraphState
+
+REASONS = ("no_matchable_identifier", "conflicted_identifier_value", "limit_conflict")
+AUDIT_METRICS = {
+    "blocked_value": "values_blocked",
+    "expired_value": "values_expired",
+    "quarantined_value": "values_quarantined",
+    "released_value": "values_released",
+    "demoted_value": "values_demoted",
+    "reactivated_value": "values_reactivated",
+    "dropped_anchor_value": "anchor_values_dropped",
+    "limit_conflict": "limit_conflicts",
+}
+
+
+def _event_counts(statuses: list, reasons: list) -> dict[str, float]:
+    n = len(statuses)
+    stitched = sum(1 for s in statuses if s == "stitched")
+    out: dict[str, float] = {"events_processed": n, "events_stitched": stitched}
+    rc = Counter(reasons)
+    for r in REASONS:
+        out[f"events_excluded_{r}"] = rc.get(r, 0)
+    out["stitch_rate"] = stitched / n if n else 0.0
+    return out
+
+
+def window_metrics(
+    attribution: pd.DataFrame,
+    audit: pd.DataFrame,
+    observations: pd.DataFrame,
+    profiles_created: int,
+    profiles_merged: int,
+) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame]:
+    """(metrics, metrics_by_model, metrics_by_identifier_type) for one window's outputs.
+
+    Audit-based counts are distinct values (per type: distinct values of that type), except
+    `limit_conflicts`, which counts audit rows.
+    """
+    models = attribution["model"].tolist()
+    statuses = attribution["status"].tolist()
+    reasons = attribution["reason"].tolist()
+    metrics = _event_counts(statuses, reasons)
+    metrics["profiles_created"] = profiles_created
+    metrics["profiles_merged"] = profiles_merged
+    metrics["observations"] = len(observations)
+    a_rows = list(
+        zip(
+            audit["audit_type"].tolist(),
+            audit["identifier_type"].tolist(),
+            audit["value"].tolist(),
+            strict=True,
+        )
+    )
+    distinct: dict[str, set] = {k: set() for k in AUDIT_METRICS}
+    rows_by_kind: Counter = Counter()
+    by_type_distinct: dict[tuple[str, str], set] = {}
+    by_type_rows: Counter = Counter()
+    for kind, t, v in a_rows:
+        if kind not in AUDIT_METRICS:
+            continue
+        distinct[kind].add((t, v))
+        rows_by_kind[kind] += 1
+        by_type_distinct.setdefault((t, kind), set()).add(v)
+        by_type_rows[(t, kind)] += 1
+    for kind, name in AUDIT_METRICS.items():
+        metrics[name] = rows_by_kind[kind] if kind == "limit_conflict" else len(distinct[kind])
+
+    per_model: dict[str, tuple[list, list]] = {}
+    for m, st, r in zip(models, statuses, reasons, strict=True):
+        lst = per_model.setdefault(m, ([], []))
+        lst[0].append(st)
+        lst[1].append(r)
+    by_model = pd.DataFrame(
+        [{"model": m, **_event_counts(*per_model[m])} for m in sorted(per_model)],
+        columns=["model", "events_processed", "events_stitched"]
+        + [f"events_excluded_{r}" for r in REASONS]
+        + ["stitch_rate"],
+    )
+
+    type_cols = [
+        "identifier_type",
+        "observations",
+        "distinct_values",
+        "blocked_observations",
+        "events_decided",
+    ]
+    type_cols += list(AUDIT_METRICS.values())
+    o_types = observations["identifier_type"].tolist()
+    o_values = observations["value"].tolist()
+    o_blocked = observations["blocked"].tolist()
+    n_obs: Counter = Counter(o_types)
+    n_blocked: Counter = Counter(t for t, b in zip(o_types, o_blocked, strict=True) if b)
+    values: dict[str, set] = {}
+    for t, v in zip(o_types, o_values, strict=True):
+        values.setdefault(t, set()).add(v)
+    decided: Counter = Counter(
+        t
+        for t, st in zip(attribution["decided_by_identifier_type"].tolist(), statuses, strict=True)
+        if st == "stitched"
+    )
+    types = sorted(set(n_obs) | {t for _, t, _ in a_rows if t is not None})
+    rows = []
+    for t in types:
+        row = {
+            "identifier_type": t,
+            "observations": n_obs.get(t, 0),
+            "distinct_values": len(values.get(t, ())),
+            "blocked_observations": n_blocked.get(t, 0),
+            "events_decided": decided.get(t, 0),
+        }
+        for kind, name in AUDIT_METRICS.items():
+            row[name] = (
+                by_type_rows[(t, kind)]
+                if kind == "limit_conflict"
+                else len(by_type_distinct.get((t, kind), ()))
+            )
+        rows.append(row)
+    by_type = pd.DataFrame(rows, columns=type_cols)
+    return metrics, by_model, by_type
+
+
+def active_conflicts(state: GraphState) -> int:
+    """Non-quarantined values active on more than one active profile (should be 0 after protections)."""
+    pv = state.profile_values
+    if len(pv) == 0:
+        return 0
+    active_pids = set(state.profiles.loc[state.profiles["status"] == "active", "dinmo_stitched_profile_id"])
+    act = pv[(pv["status"] == "active") & pv["dinmo_stitched_profile_id"].isin(active_pids)]
+    counts = act.groupby(["identifier_type", "value"])["dinmo_stitched_profile_id"].nunique()
+    counts = counts[counts > 1]
+    if len(counts) == 0:
+        return 0
+    reg = state.value_registry.set_index(["identifier_type", "value"])["quarantined"]
+    quarantined = reg.reindex(counts.index).fillna(False).astype(bool)
+    return int((~quarantined).sum())
+
+
+def known_profile_share(state: GraphState) -> float:
+    """Share of active profiles that are Known (hold at least one active anchor value)."""
+    p = state.profiles[state.profiles["status"] == "active"]
+    return float(p["is_known"].mean()) if len(p) else 0.0

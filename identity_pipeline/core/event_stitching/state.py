@@ -1,0 +1,320 @@
+"""Graph state of Event Stitching.
+
+`GraphState` is the exchange format with the store: four DataFrames with fixed columns plus `next_sequence`.
+`Graph` is the mutable, dict-based form the engine works on during one window (built once per window from a
+`GraphState`, turned back into one at the end). Timestamps inside `Graph` are int64 microseconds (UTC-naive).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+NAT = np.iinfo(np.int64).min  # int64 view of NaT
+
+PROFILE_COLUMNS = [
+    "dinmo_stitched_profile_id",
+    "created_sequence",
+    "created_at",
+    "first_seen_at",
+    "last_seen_at",
+    "status",
+    "merged_to_dinmo_stitched_profile_id",
+    "event_count",
+    "is_known",
+]
+PROFILE_VALUE_COLUMNS = [
+    "dinmo_stitched_profile_id",
+    "identifier_type",
+    "value",
+    "status",
+    "first_seen_at",
+    "last_seen_at",
+    "event_count",
+]
+REGISTRY_COLUMNS = [
+    "identifier_type",
+    "value",
+    "first_seen_at",
+    "last_seen_at",
+    "quarantined",
+    "quarantined_at",
+    "event_count",
+]
+REDIRECT_COLUMNS = ["from_id", "to_id", "merged_at", "evidence_model", "evidence_event_id", "window_key"]
+
+_TS = {"created_at", "first_seen_at", "last_seen_at", "quarantined_at", "merged_at"}
+_INT = {"created_sequence", "event_count"}
+_BOOL = {"is_known", "quarantined"}
+
+# membership status ranks when two memberships of one value meet in a merge (highest wins)
+STATUS_RANK = {"active": 2, "demoted": 1, "blocked": 0}
+
+
+def _frame(columns: list[str], data: dict[str, list] | None = None) -> pd.DataFrame:
+    data = data or {c: [] for c in columns}
+    out = {}
+    for c in columns:
+        vals = data[c]
+        if c in _TS:
+            arr = np.array([NAT if v is None else v for v in vals], dtype=np.int64).view("datetime64[us]")
+            out[c] = pd.Series(arr, dtype="datetime64[us]")
+        elif c in _INT:
+            out[c] = pd.Series(np.array(vals, dtype=np.int64), dtype="int64")
+        elif c in _BOOL:
+            out[c] = pd.Series(np.array(vals, dtype=bool), dtype="bool")
+        else:
+            out[c] = pd.Series(vals, dtype="object")
+    return pd.DataFrame(out, columns=columns)
+
+
+def ts_to_us(series: pd.Series) -> list[int | None]:
+    """Timestamps (any datetime64 unit, tz-naive) -> python ints of microseconds, None for NaT."""
+    if len(series) == 0:
+        return []
+    arr = pd.to_datetime(series).astype("datetime64[us]").to_numpy().view(np.int64)
+    return [None if v == NAT else int(v) for v in arr.tolist()]
+
+
+def us_to_ts(value: int | None) -> pd.Timestamp | None:
+    return None if value is None else pd.Timestamp(np.int64(value).view("datetime64[us]"))
+
+
+def _strs(series: pd.Series) -> list[str | None]:
+    return [
+        None if (v is None or v is pd.NA or (isinstance(v, float) and v != v)) else str(v) for v in series
+    ]
+
+
+@dataclass
+class GraphState:
+    profiles: pd.DataFrame
+    profile_values: pd.DataFrame
+    value_registry: pd.DataFrame
+    redirects: pd.DataFrame
+    next_sequence: int = 1
+
+    @classmethod
+    def empty(cls) -> GraphState:
+        return cls(
+            profiles=_frame(PROFILE_COLUMNS),
+            profile_values=_frame(PROFILE_VALUE_COLUMNS),
+            value_registry=_frame(REGISTRY_COLUMNS),
+            redirects=_frame(REDIRECT_COLUMNS),
+            next_sequence=1,
+        )
+
+    def subgraph(self, values: pd.DataFrame) -> GraphState:
+        """The part of the state a window with these (identifier_type, value) pairs touches.
+
+        Registry rows and memberships of the values, the profiles holding them, ALL memberships of those
+        profiles, the redirects pointing to those profiles and the (merged) profiles those redirects come
+        from. The engine gives the same decisions on this subgraph as on the full state.
+        """
+        keys = set(zip(_strs(values["identifier_type"]), _strs(values["value"]), strict=True))
+        pv = self.profile_values
+        pv_keys = pd.Series(list(zip(pv["identifier_type"], pv["value"], strict=True)), dtype="object")
+        hit = pv_keys.isin(keys).to_numpy() if len(pv) else np.zeros(0, dtype=bool)
+        pids = set(pv.loc[hit, "dinmo_stitched_profile_id"])
+        reg = self.value_registry
+        reg_keys = pd.Series(list(zip(reg["identifier_type"], reg["value"], strict=True)), dtype="object")
+        reg_hit = reg_keys.isin(keys).to_numpy() if len(reg) else np.zeros(0, dtype=bool)
+        redirects = self.redirects[self.redirects["to_id"].isin(pids)]
+        prof_ids = pids | set(redirects["from_id"])
+        return GraphState(
+            profiles=self.profiles[self.profiles["dinmo_stitched_profile_id"].isin(prof_ids)].reset_index(
+                drop=True
+            ),
+            profile_values=pv[pv["dinmo_stitched_profile_id"].isin(pids)].reset_index(drop=True),
+            value_registry=reg[reg_hit].reset_index(drop=True),
+            redirects=redirects.reset_index(drop=True),
+            next_sequence=self.next_sequence,
+        )
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Mutable dict form used by the engine
+# ------------------------------------------------------------------------------------------------------------
+
+Key = tuple[str, str]  # (identifier_type, value)
+
+
+class Profile:
+    __slots__ = (
+        "pid",
+        "seq",
+        "created_at",
+        "first_seen",
+        "last_seen",
+        "status",
+        "merged_to",
+        "count",
+        "known",
+    )
+
+    def __init__(self, pid, seq, created_at, first_seen, last_seen, status, merged_to, count, known):
+        self.pid = pid
+        self.seq = seq
+        self.created_at = created_at
+        self.first_seen = first_seen
+        self.last_seen = last_seen
+        self.status = status
+        self.merged_to = merged_to
+        self.count = count
+        self.known = known
+
+
+class Membership:
+    __slots__ = ("status", "first_seen", "last_seen", "count")
+
+    def __init__(self, status, first_seen, last_seen, count):
+        self.status = status
+        self.first_seen = first_seen
+        self.last_seen = last_seen
+        self.count = count
+
+
+class RegistryEntry:
+    __slots__ = ("first_seen", "last_seen", "quarantined", "quarantined_at", "count")
+
+    def __init__(self, first_seen, last_seen, quarantined, quarantined_at, count):
+        self.first_seen = first_seen
+        self.last_seen = last_seen
+        self.quarantined = quarantined
+        self.quarantined_at = quarantined_at
+        self.count = count
+
+
+@dataclass
+class Graph:
+    """Dict form of a GraphState. Indexes are kept in sync by the engine's mutators."""
+
+    profiles: dict[str, Profile] = field(default_factory=dict)
+    # pid -> {(type, value): Membership}
+    members: dict[str, dict[Key, Membership]] = field(default_factory=dict)
+    # (type, value) -> set of pids holding a membership (any status)
+    holders: dict[Key, set[str]] = field(default_factory=dict)
+    # pid -> {type: set(values)} of ACTIVE memberships
+    active: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+    registry: dict[Key, RegistryEntry] = field(default_factory=dict)
+    # from_id -> [to_id, merged_at, evidence_model, evidence_event_id, window_key]
+    redirects: dict[str, list] = field(default_factory=dict)
+    # to_id -> set(from_id)
+    redirected_to: dict[str, set[str]] = field(default_factory=dict)
+    next_sequence: int = 1
+
+    @classmethod
+    def from_state(cls, state: GraphState) -> Graph:
+        g = cls(next_sequence=int(state.next_sequence))
+        p = state.profiles
+        if len(p):
+            cols = [
+                _strs(p["dinmo_stitched_profile_id"]),
+                p["created_sequence"].astype("int64").tolist(),
+                ts_to_us(p["created_at"]),
+                ts_to_us(p["first_seen_at"]),
+                ts_to_us(p["last_seen_at"]),
+                _strs(p["status"]),
+                _strs(p["merged_to_dinmo_stitched_profile_id"]),
+                p["event_count"].astype("int64").tolist(),
+                p["is_known"].astype(bool).tolist(),
+            ]
+            for row in zip(*cols, strict=True):
+                g.profiles[row[0]] = Profile(*row)
+        pv = state.profile_values
+        if len(pv):
+            for pid, t, v, st, fs, ls, c in zip(
+                _strs(pv["dinmo_stitched_profile_id"]),
+                _strs(pv["identifier_type"]),
+                _strs(pv["value"]),
+                _strs(pv["status"]),
+                ts_to_us(pv["first_seen_at"]),
+                ts_to_us(pv["last_seen_at"]),
+                pv["event_count"].astype("int64").tolist(),
+                strict=True,
+            ):
+                key = (t, v)
+                g.members.setdefault(pid, {})[key] = Membership(st, fs, ls, c)
+                g.holders.setdefault(key, set()).add(pid)
+                if st == "active":
+                    g.active.setdefault(pid, {}).setdefault(t, set()).add(v)
+        r = state.value_registry
+        if len(r):
+            for t, v, fs, ls, q, qa, c in zip(
+                _strs(r["identifier_type"]),
+                _strs(r["value"]),
+                ts_to_us(r["first_seen_at"]),
+                ts_to_us(r["last_seen_at"]),
+                r["quarantined"].astype(bool).tolist(),
+                ts_to_us(r["quarantined_at"]),
+                r["event_count"].astype("int64").tolist(),
+                strict=True,
+            ):
+                g.registry[(t, v)] = RegistryEntry(fs, ls, q, qa, c)
+        d = state.redirects
+        if len(d):
+            for f, to, at, m, e, w in zip(
+                _strs(d["from_id"]),
+                _strs(d["to_id"]),
+                ts_to_us(d["merged_at"]),
+                _strs(d["evidence_model"]),
+                _strs(d["evidence_event_id"]),
+                _strs(d["window_key"]),
+                strict=True,
+            ):
+                g.redirects[f] = [to, at, m, e, w]
+                g.redirected_to.setdefault(to, set()).add(f)
+        return g
+
+    def to_state(self) -> GraphState:
+        profs = sorted(self.profiles.values(), key=lambda p: (p.seq, p.pid))
+        pdata = {
+            "dinmo_stitched_profile_id": [p.pid for p in profs],
+            "created_sequence": [p.seq for p in profs],
+            "created_at": [p.created_at for p in profs],
+            "first_seen_at": [p.first_seen for p in profs],
+            "last_seen_at": [p.last_seen for p in profs],
+            "status": [p.status for p in profs],
+            "merged_to_dinmo_stitched_profile_id": [p.merged_to for p in profs],
+            "event_count": [p.count for p in profs],
+            "is_known": [bool(p.known) for p in profs],
+        }
+        mrows = [(pid, k, m) for pid, mem in self.members.items() for k, m in mem.items()]
+        mrows.sort(key=lambda r: (r[0], r[1]))
+        mdata = {
+            "dinmo_stitched_profile_id": [r[0] for r in mrows],
+            "identifier_type": [r[1][0] for r in mrows],
+            "value": [r[1][1] for r in mrows],
+            "status": [r[2].status for r in mrows],
+            "first_seen_at": [r[2].first_seen for r in mrows],
+            "last_seen_at": [r[2].last_seen for r in mrows],
+            "event_count": [r[2].count for r in mrows],
+        }
+        rrows = sorted(self.registry.items())
+        rdata = {
+            "identifier_type": [k[0] for k, _ in rrows],
+            "value": [k[1] for k, _ in rrows],
+            "first_seen_at": [e.first_seen for _, e in rrows],
+            "last_seen_at": [e.last_seen for _, e in rrows],
+            "quarantined": [bool(e.quarantined) for _, e in rrows],
+            "quarantined_at": [e.quarantined_at for _, e in rrows],
+            "event_count": [e.count for _, e in rrows],
+        }
+        drows = sorted(self.redirects.items())
+        ddata = {
+            "from_id": [f for f, _ in drows],
+            "to_id": [r[0] for _, r in drows],
+            "merged_at": [r[1] for _, r in drows],
+            "evidence_model": [r[2] for _, r in drows],
+            "evidence_event_id": [r[3] for _, r in drows],
+            "window_key": [r[4] for _, r in drows],
+        }
+        return GraphState(
+            profiles=_frame(PROFILE_COLUMNS, pdata),
+            profile_values=_frame(PROFILE_VALUE_COLUMNS, mdata),
+            value_registry=_frame(REGISTRY_COLUMNS, rdata),
+            redirects=_frame(REDIRECT_COLUMNS, ddata),
+            next_sequence=self.next_sequence,
+        )

@@ -1,0 +1,1106 @@
+"""DuckDB persistence for Event Stitching: versioned graph state, per-window outputs, published views.
+
+No Dagster import: the Dagster shell (`identity_pipeline/defs/event_stitching.py`) and the tests call these
+functions with a DuckDB connection.
+
+Design (see `docs/event-stitching-storage.md`):
+
+* Graph state lives in schema `es_state` as **versioned** rows. Every row carries `version_window_start` /
+  `version_window_key` (the window that wrote it) and `is_deleted` (a tombstone). "State before window N" is
+  the latest version per key among rows written by windows strictly before N; a window writes only the rows it
+  changed (a diff of the loaded subgraph against the engine's result).
+* Re-running window N deletes the rows written by window N (state versions and per-window outputs) and inserts
+  the new ones in **one transaction**. Rows of later windows stay; if window N's state changed, later windows
+  are marked `outdated` and must be re-run in order before anything newer is processed.
+* Per-window outputs (attribution, audit events, run metrics) are tables in `es_output` keyed by `window_key`.
+  The names DinMo documents are **views** in `main` over those tables and over the latest state versions, so
+  `resolved_dinmo_stitched_profile_id` and value statuses are always current without rewriting history.
+* A window's cost: one filtered read of its events, semi-joins of the state tables against the window's
+  values, a diff of the touched subgraph, and small inserts. Global metrics (`known_profile_share`,
+  `active_conflicts`) are maintained incrementally (running totals per window and a small versioned table
+  of conflicted values).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from identity_pipeline.config.errors import ConfigError
+from identity_pipeline.core.source_io import describe_source, quote_ident, source_select_sql
+from identity_pipeline.core.storage import table_exists, transaction
+
+STATE = "es_state"
+OUT = "es_output"
+STAGE = "es_stage"
+
+ATTRIBUTION_VIEW = "identity_event_profile_attribution"
+PROFILES_VIEW = "identity_event_profiles"
+VALUES_VIEW = "identity_event_profile_identifier_values"
+REDIRECTS_VIEW = "identity_event_profile_redirects"
+AUDIT_VIEW = "identity_event_profile_audit_events"
+METRICS_VIEW = "identity_event_profile_run_metrics"
+PUBLISHED = (ATTRIBUTION_VIEW, PROFILES_VIEW, VALUES_VIEW, REDIRECTS_VIEW, AUDIT_VIEW, METRICS_VIEW)
+
+# Columns of the state frames exchanged with the engine (GraphState) and their DuckDB types.
+STATE_COLUMNS: dict[str, dict[str, str]] = {
+    "profiles": {
+        "dinmo_stitched_profile_id": "VARCHAR",
+        "created_sequence": "BIGINT",
+        "created_at": "TIMESTAMP",
+        "first_seen_at": "TIMESTAMP",
+        "last_seen_at": "TIMESTAMP",
+        "status": "VARCHAR",
+        "merged_to_dinmo_stitched_profile_id": "VARCHAR",
+        "event_count": "BIGINT",
+        "is_known": "BOOLEAN",
+    },
+    "profile_values": {
+        "dinmo_stitched_profile_id": "VARCHAR",
+        "identifier_type": "VARCHAR",
+        "value": "VARCHAR",
+        "status": "VARCHAR",
+        "first_seen_at": "TIMESTAMP",
+        "last_seen_at": "TIMESTAMP",
+        "event_count": "BIGINT",
+    },
+    "value_registry": {
+        "identifier_type": "VARCHAR",
+        "value": "VARCHAR",
+        "first_seen_at": "TIMESTAMP",
+        "last_seen_at": "TIMESTAMP",
+        "quarantined": "BOOLEAN",
+        "quarantined_at": "TIMESTAMP",
+        "event_count": "BIGINT",
+    },
+    "redirects": {
+        "from_id": "VARCHAR",
+        "to_id": "VARCHAR",
+        "merged_at": "TIMESTAMP",
+        "evidence_model": "VARCHAR",
+        "evidence_event_id": "VARCHAR",
+        "window_key": "VARCHAR",
+    },
+}
+STATE_KEYS: dict[str, list[str]] = {
+    "profiles": ["dinmo_stitched_profile_id"],
+    "profile_values": ["dinmo_stitched_profile_id", "identifier_type", "value"],
+    "value_registry": ["identifier_type", "value"],
+    "redirects": ["from_id"],
+}
+ATTRIBUTION_COLUMNS: dict[str, str] = {
+    "model": "VARCHAR",
+    "event_id": "VARCHAR",
+    "event_ts": "TIMESTAMP",
+    "window_key": "VARCHAR",
+    "dinmo_stitched_profile_id": "VARCHAR",
+    "status": "VARCHAR",
+    "reason": "VARCHAR",
+    "decided_by_identifier_type": "VARCHAR",
+    "decided_by_value": "VARCHAR",
+}
+VERSION_COLUMNS = (
+    "version_window_start TIMESTAMP NOT NULL, version_window_key VARCHAR NOT NULL, "
+    "is_deleted BOOLEAN NOT NULL"
+)
+
+
+def _first(cursor: Any) -> tuple | None:
+    """First row of a result, consuming it entirely (DuckDB 2 refuses new work on an unfinished result)."""
+    rows = cursor.fetchall()
+    return rows[0] if rows else None
+
+
+class WindowOrderError(RuntimeError):
+    """A window was asked for before its predecessor was processed (or after it became outdated)."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# Windows
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    key: str
+    start: datetime
+    end: datetime
+
+
+def _to_datetime(value: Any) -> datetime:
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.to_pydatetime()
+
+
+def window_length(config: Any) -> timedelta:
+    return timedelta(hours=1) if str(config.window) == "hourly" else timedelta(days=1)
+
+
+def window_key_for(config: Any, start: datetime) -> str:
+    """Dagster's partition key format: `YYYY-MM-DD` (daily) or `YYYY-MM-DD-HH:MM` (hourly)."""
+    return start.strftime("%Y-%m-%d-%H:%M" if str(config.window) == "hourly" else "%Y-%m-%d")
+
+
+def window_for_key(config: Any, key: str) -> Window:
+    fmt = "%Y-%m-%d-%H:%M" if str(config.window) == "hourly" else "%Y-%m-%d"
+    try:
+        start = datetime.strptime(key, fmt)
+    except ValueError:
+        raise ConfigError(f"event_stitching: window key {key!r} does not match format {fmt!r}") from None
+    return Window(key, start, start + window_length(config))
+
+
+def config_start(config: Any) -> datetime:
+    return _to_datetime(config.start)
+
+
+def config_end(config: Any) -> datetime | None:
+    return None if getattr(config, "end", None) in (None, "") else _to_datetime(config.end)
+
+
+def config_windows(config: Any, until: datetime | None = None) -> list[Window]:
+    """Every complete window of the config, oldest first (until `end`, else until `until`/now)."""
+    step = window_length(config)
+    start = config_start(config)
+    end = config_end(config) or until or datetime.utcnow()
+    out: list[Window] = []
+    cur = start
+    while cur + step <= end:
+        out.append(Window(window_key_for(config, cur), cur, cur + step))
+        cur += step
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------
+# Schema
+# --------------------------------------------------------------------------------------------------------
+
+
+def _cols_ddl(cols: dict[str, str]) -> str:
+    return ", ".join(f"{quote_ident(c)} {t}" for c, t in cols.items())
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the state, output and staging tables if missing (idempotent, cheap)."""
+    for schema in (STATE, OUT, STAGE):
+        con.execute(f"create schema if not exists {schema}").fetchall()
+    for name, cols in STATE_COLUMNS.items():
+        con.execute(
+            f"create table if not exists {STATE}.{name} ({VERSION_COLUMNS}, {_cols_ddl(cols)})"
+        ).fetchall()
+    con.execute(
+        f"""create table if not exists {STATE}.value_conflicts ({VERSION_COLUMNS},
+            identifier_type VARCHAR, value VARCHAR, active_profiles BIGINT, is_conflict BOOLEAN,
+            expires_at TIMESTAMP)"""
+    ).fetchall()
+    con.execute(
+        f"""create table if not exists {STATE}.windows (
+            window_key VARCHAR PRIMARY KEY, window_start TIMESTAMP NOT NULL, window_end TIMESTAMP NOT NULL,
+            processed_at TIMESTAMP, events BIGINT, status VARCHAR, duration_seconds DOUBLE,
+            next_sequence BIGINT, active_profiles BIGINT, known_profiles BIGINT, state_fingerprint HUGEINT)"""
+    ).fetchall()
+    con.execute(f"create table if not exists {OUT}.attribution ({_cols_ddl(ATTRIBUTION_COLUMNS)})").fetchall()
+    con.execute(
+        f"""create table if not exists {OUT}.run_metrics (window_key VARCHAR, window_start TIMESTAMP,
+            breakdown VARCHAR, breakdown_value VARCHAR, metric VARCHAR, value DOUBLE)"""
+    ).fetchall()
+    con.execute(
+        f"""create table if not exists {OUT}.audit_events (window_key VARCHAR, event_ts TIMESTAMP,
+            audit_type VARCHAR, identifier_type VARCHAR, value VARCHAR, dinmo_stitched_profile_id VARCHAR,
+            other_dinmo_stitched_profile_id VARCHAR, model VARCHAR, event_id VARCHAR, detail VARCHAR)"""
+    ).fetchall()
+    con.execute(
+        f"""create table if not exists {STAGE}.window_events (window_key VARCHAR, model VARCHAR,
+            event_id VARCHAR, event_ts TIMESTAMP)"""
+    ).fetchall()
+    con.execute(
+        f"""create table if not exists {STAGE}.window_identifiers (window_key VARCHAR, model VARCHAR,
+            event_id VARCHAR, event_ts TIMESTAMP, identifier_type VARCHAR, raw_value VARCHAR)"""
+    ).fetchall()
+    con.execute(
+        f"""create table if not exists {STAGE}.stage_log (window_key VARCHAR, step VARCHAR, row_count BIGINT,
+            staged_at TIMESTAMP)"""
+    ).fetchall()
+    con.execute(
+        f"""create table if not exists {STAGE}.identifier_observations (window_key VARCHAR, model VARCHAR,
+            event_id VARCHAR, event_ts TIMESTAMP, identifier_type VARCHAR, value VARCHAR, blocked BOOLEAN)"""
+    ).fetchall()
+
+
+# --------------------------------------------------------------------------------------------------------
+# Reading the events of a window
+# --------------------------------------------------------------------------------------------------------
+
+_OFFSET_RE = r"\d:\d\d(:\d\d(\.\d+)?)?\s*(Z|z|UTC|[+-]\d\d(:?\d\d)?)$"
+
+
+def _ts_expr(col: str, col_type: str) -> str:
+    """Event timestamp as naive UTC TIMESTAMP, whatever the source type."""
+    q = quote_ident(col)
+    t = col_type.upper()
+    if t.startswith("TIMESTAMP WITH TIME ZONE") or t == "TIMESTAMPTZ":
+        return f"timezone('UTC', {q})"
+    if t.startswith("TIMESTAMP") or t == "DATE":
+        return f"cast({q} as TIMESTAMP)"
+    v = f"cast({q} as VARCHAR)"
+    return (
+        f"(case when regexp_matches({v}, '{_OFFSET_RE}') "
+        f"then timezone('UTC', try_cast({v} as TIMESTAMPTZ)) else try_cast({v} as TIMESTAMP) end)"
+    )
+
+
+def _model_columns(con: duckdb.DuckDBPyConnection, model: Any, base_dir: Path) -> dict[str, str]:
+    what = f"event_stitching.models.{model.name}"
+    names = describe_source(con, model, base_dir, what=what)
+    rel = con.sql(f"select * from {source_select_sql(model, base_dir)} limit 0")
+    types = dict(zip(rel.columns, [str(t) for t in rel.types], strict=True))
+    needed = {"event_id": model.event_id, "timestamp": model.timestamp}
+    needed.update({f"identifiers.{c}": c for c in model.identifiers})
+    for place, col in needed.items():
+        if col not in names:
+            raise ConfigError(
+                f"{what}.{place}: column {col!r} not found in model {model.name!r} "
+                f"(columns: {', '.join(names)})"
+            )
+    return types
+
+
+def _model_select(con: duckdb.DuckDBPyConnection, model: Any, base_dir: Path) -> tuple[str, list[str]]:
+    """(SQL selecting model, event_id, event_ts, id_0..id_k, the identifier types of id_0..id_k)."""
+    types = _model_columns(con, model, base_dir)
+    ts = _ts_expr(model.timestamp, types[model.timestamp])
+    cols = list(model.identifiers.items())
+    idents = ", ".join(f"cast({quote_ident(c)} as VARCHAR) as id_{i}" for i, (c, _) in enumerate(cols))
+    name_lit = "'" + model.name.replace("'", "''") + "'"
+    sql = (
+        f"select {name_lit} as model, cast({quote_ident(model.event_id)} as VARCHAR) as event_id, "
+        f"{ts} as event_ts{', ' + idents if idents else ''} "
+        f"from {source_select_sql(model, base_dir)}"
+    )
+    return sql, [str(t) for _, t in cols]
+
+
+def validate_models(con: duckdb.DuckDBPyConnection, config: Any, base_dir: Path) -> None:
+    """Every mapped column exists; every event has an id and a parseable timestamp. One scan per model."""
+    for model in config.models:
+        sql, _ = _model_select(con, model, base_dir)
+        bad = _first(
+            con.execute(
+                f"select count(*) filter (where event_ts is null), count(*) filter (where event_id is null), "
+                f"any_value(event_id) filter (where event_ts is null) from ({sql})"
+            )
+        )
+        assert bad is not None
+        if bad[0]:
+            raise ConfigError(
+                f"event_stitching.models.{model.name}.timestamp: column {model.timestamp!r} has {bad[0]} "
+                f"null or unparseable timestamp(s) (e.g. event {bad[2]!r}); expected a timestamp (UTC)"
+            )
+        if bad[1]:
+            raise ConfigError(
+                f"event_stitching.models.{model.name}.event_id: column {model.event_id!r} has {bad[1]} "
+                f"null event id(s)"
+            )
+
+
+def window_events_sql(con: duckdb.DuckDBPyConnection, config: Any, base_dir: Path) -> tuple[str, str]:
+    """(events SQL, long identifiers SQL), both with parameters `$window_start`, `$window_end`."""
+    events_parts, long_parts = [], []
+    for model in config.models:
+        sql, id_types = _model_select(con, model, base_dir)
+        sel = f"(select * from ({sql}) where event_ts >= $window_start and event_ts < $window_end)"
+        events_parts.append(f"select model, event_id, event_ts from {sel}")
+        for i, t in enumerate(id_types):
+            t_lit = "'" + t.replace("'", "''") + "'"
+            long_parts.append(
+                f"select model, event_id, event_ts, {t_lit} as identifier_type, id_{i} as raw_value "
+                f"from {sel} where id_{i} is not null"
+            )
+    events_sql = " union all ".join(events_parts)
+    long_sql = (
+        " union all ".join(long_parts)
+        if long_parts
+        else (
+            "select ''::VARCHAR model, ''::VARCHAR event_id, NULL::TIMESTAMP event_ts, "
+            "''::VARCHAR identifier_type, ''::VARCHAR raw_value limit 0"
+        )
+    )
+    return events_sql, long_sql
+
+
+def read_window_events(
+    con: duckdb.DuckDBPyConnection,
+    config: Any,
+    window_start: datetime,
+    window_end: datetime,
+    base_dir: Path | str = ".",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(events, events_long) of one window, ordered by (event_ts, model, event_id[, identifier_type]).
+
+    events: model, event_id, event_ts. events_long: model, event_id, event_ts, identifier_type, raw_value.
+    A duplicated (model, event_id) inside the window is a data error (ConfigError naming the model).
+    """
+    events_sql, long_sql = window_events_sql(con, config, Path(base_dir))
+    params = {"window_start": window_start, "window_end": window_end}
+    events = con.execute(f"{events_sql} order by event_ts, model, event_id", params).df()
+    dup = _first(
+        con.execute(
+            f"select model, event_id, count(*) from ({events_sql}) group by all having count(*) > 1 limit 1",
+            params,
+        )
+    )
+    if dup:
+        raise ConfigError(
+            f"event_stitching.models.{dup[0]}.event_id: event id {dup[1]!r} appears {dup[2]} times in window "
+            f"starting {window_start:%Y-%m-%d %H:%M}; event ids must be unique per model"
+        )
+    long = con.execute(
+        f"{long_sql} order by event_ts, model, event_id, identifier_type, raw_value", params
+    ).df()
+    return _normalize_events(events), _normalize_events(long)
+
+
+def _normalize_events(df: pd.DataFrame) -> pd.DataFrame:
+    if "event_ts" in df.columns:
+        df["event_ts"] = pd.to_datetime(df["event_ts"]).astype("datetime64[us]")
+    return df.reset_index(drop=True)
+
+
+def stage_window(
+    con: duckdb.DuckDBPyConnection, config: Any, window: Window, base_dir: Path | str = "."
+) -> dict[str, int]:
+    """Copy one window's events (and long identifiers) into `es_stage`, replacing that window's rows."""
+    events_sql, long_sql = window_events_sql(con, config, Path(base_dir))
+    params = {"window_start": window.start, "window_end": window.end, "window_key": window.key}
+    with transaction(con):
+        con.execute(f"delete from {STAGE}.window_events where window_key = ?", [window.key]).fetchall()
+        con.execute(f"delete from {STAGE}.window_identifiers where window_key = ?", [window.key]).fetchall()
+        con.execute(
+            f"insert into {STAGE}.window_events select $window_key, model, event_id, event_ts "
+            f"from ({events_sql}) order by event_ts, model, event_id",
+            params,
+        ).fetchall()
+        con.execute(
+            f"insert into {STAGE}.window_identifiers select $window_key, * from ({long_sql}) "
+            f"order by event_ts, model, event_id, identifier_type, raw_value",
+            params,
+        ).fetchall()
+        _log_stage(con, window.key, "window_events")
+        row = _first(
+            con.execute(
+                f"select count(*), count(distinct (model, event_id)) from {STAGE}.window_events "
+                f"where window_key = ?",
+                [window.key],
+            )
+        )
+        assert row is not None
+        if row[0] != row[1]:
+            raise ConfigError(
+                f"event_stitching: window {window.key} has {row[0] - row[1]} duplicated (model, event_id); "
+                "event ids must be unique per model"
+            )
+    n_ids = _first(
+        con.execute(f"select count(*) from {STAGE}.window_identifiers where window_key = ?", [window.key])
+    )
+    return {"events": int(row[0]), "identifier_values": int(n_ids[0]) if n_ids else 0}
+
+
+def staged_events(con: duckdb.DuckDBPyConnection, window_key: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    events = con.execute(
+        f"select model, event_id, event_ts from {STAGE}.window_events where window_key = ? "
+        "order by event_ts, model, event_id",
+        [window_key],
+    ).df()
+    long = con.execute(
+        f"select model, event_id, event_ts, identifier_type, raw_value from {STAGE}.window_identifiers "
+        "where window_key = ? order by event_ts, model, event_id, identifier_type, raw_value",
+        [window_key],
+    ).df()
+    return _normalize_events(events), _normalize_events(long)
+
+
+def save_observations(con: duckdb.DuckDBPyConnection, window_key: str, observations: pd.DataFrame) -> None:
+    with transaction(con):
+        con.execute(
+            f"delete from {STAGE}.identifier_observations where window_key = ?", [window_key]
+        ).fetchall()
+        con.register("__es_obs", observations)
+        con.execute(
+            f"insert into {STAGE}.identifier_observations select ?, model, event_id, event_ts, "
+            "identifier_type, value, blocked from __es_obs",
+            [window_key],
+        ).fetchall()
+        con.unregister("__es_obs")
+        _log_stage(con, window_key, "identifier_observations")
+
+
+def _log_stage(con: duckdb.DuckDBPyConnection, window_key: str, step: str) -> None:
+    table = "window_events" if step == "window_events" else "identifier_observations"
+    con.execute(
+        f"delete from {STAGE}.stage_log where window_key = ? and step = ?", [window_key, step]
+    ).fetchall()
+    con.execute(
+        f"insert into {STAGE}.stage_log select ?, ?, count(*), now()::TIMESTAMP from {STAGE}.{table} "
+        "where window_key = ?",
+        [window_key, step, window_key],
+    ).fetchall()
+
+
+def require_staged(con: duckdb.DuckDBPyConnection, window_key: str, step: str) -> None:
+    """Fail clearly when a step's input for the window was never staged (vs. a window with no events)."""
+    row = _first(
+        con.execute(
+            f"select count(*) from {STAGE}.stage_log where window_key = ? and step = ?", [window_key, step]
+        )
+    )
+    if not row or not row[0]:
+        raise WindowOrderError(
+            f"event stitching window {window_key}: `{step}` has not been materialized for this window; "
+            f"materialize it first (the whole `event_stitching` group runs the steps in order)."
+        )
+
+
+def staged_observations(con: duckdb.DuckDBPyConnection, window_key: str) -> pd.DataFrame:
+    df = con.execute(
+        f"select model, event_id, event_ts, identifier_type, value, blocked from "
+        f"{STAGE}.identifier_observations where window_key = ? "
+        "order by event_ts, model, event_id, identifier_type, value",
+        [window_key],
+    ).df()
+    return _normalize_events(df)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Window bookkeeping
+# --------------------------------------------------------------------------------------------------------
+
+
+def processed_windows(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    ensure_schema(con)
+    return con.execute(f"select * from {STATE}.windows order by window_start").df()
+
+
+def check_predecessor(con: duckdb.DuckDBPyConnection, config: Any, window: Window) -> None:
+    """Window N may run only when N is the config's first window or N-1 is recorded as processed."""
+    first = config_start(config)
+    if window.start < first:
+        raise WindowOrderError(f"window {window.key} starts before event_stitching.start ({first:%Y-%m-%d})")
+    if window.start == first:
+        return
+    prev = window_key_for(config, window.start - window_length(config))
+    row = _first(con.execute(f"select status from {STATE}.windows where window_key = ?", [prev]))
+    if row is None:
+        raise WindowOrderError(
+            f"cannot process event stitching window {window.key}: the previous window {prev} has not been "
+            f"processed. Windows are processed in order; materialize {prev} first (or a range ending at "
+            f"{window.key})."
+        )
+    if row[0] != "processed":
+        raise WindowOrderError(
+            f"cannot process event stitching window {window.key}: the previous window {prev} is {row[0]} "
+            "(an earlier window was re-processed with a different result). Re-run the windows after the "
+            f"re-processed one in order, up to {prev}, before {window.key}."
+        )
+
+
+def _next_sequence_before(con: duckdb.DuckDBPyConnection, window: Window, default: int) -> int:
+    row = _first(
+        con.execute(
+            f"select next_sequence from {STATE}.windows where window_start < ? "
+            "order by window_start desc limit 1",
+            [window.start],
+        )
+    )
+    return int(row[0]) if row and row[0] is not None else default
+
+
+# --------------------------------------------------------------------------------------------------------
+# Loading the subgraph a window touches
+# --------------------------------------------------------------------------------------------------------
+
+
+def _select_cols(name: str, alias: str = "") -> str:
+    pre = f"{alias}." if alias else ""
+    return ", ".join(f"{pre}{quote_ident(c)}" for c in STATE_COLUMNS[name])
+
+
+def _latest(name: str, where: str) -> str:
+    """Latest non-deleted version per key of `es_state.<name>` among rows matching `where`."""
+    keys = ", ".join(STATE_KEYS[name])
+    return (
+        f"select {_select_cols(name)} from (select * from {STATE}.{name} where {where} "
+        f"qualify row_number() over (partition by {keys} order by version_window_start desc) = 1) "
+        "where not is_deleted"
+    )
+
+
+def _cast_frame_sql(name: str, frame: str) -> str:
+    return ", ".join(
+        f"cast({frame}.{quote_ident(c)} as {t}) as {quote_ident(c)}" for c, t in STATE_COLUMNS[name].items()
+    )
+
+
+def _fit(df: pd.DataFrame | None, name: str) -> pd.DataFrame:
+    """The frame with exactly the state columns, in order (missing columns as nulls)."""
+    cols = list(STATE_COLUMNS[name])
+    if df is None:
+        return pd.DataFrame({c: pd.Series([], dtype="object") for c in cols})
+    df = df.copy()
+    for c in cols:
+        if c not in df.columns:
+            df[c] = None
+    return df[cols]
+
+
+def load_subgraph(
+    con: duckdb.DuckDBPyConnection, values_df: pd.DataFrame, before_window: Window | datetime
+) -> Any:
+    """GraphState for the values of a window, as left by the windows before `before_window`.
+
+    Holds: registry rows and memberships of the given (identifier_type, value) pairs, the profiles holding
+    them, ALL memberships of those profiles, and the redirects pointing to those profiles.
+    """
+    from identity_pipeline.core.event_stitching.state import GraphState
+
+    ensure_schema(con)
+    start = before_window.start if isinstance(before_window, Window) else before_window
+    vals = values_df[["identifier_type", "value"]].drop_duplicates()
+    con.register("__es_values", vals)
+    try:
+        con.execute(
+            "create or replace temp table __es_wv as select distinct cast(identifier_type as VARCHAR) "
+            "identifier_type, cast(value as VARCHAR) value from __es_values"
+        ).fetchall()
+    finally:
+        con.unregister("__es_values")
+    p = [start]
+    before = "version_window_start < ?"
+    registry = con.execute(
+        _latest(
+            "value_registry",
+            f"{before} and exists (select 1 from __es_wv w where w.identifier_type = "
+            "value_registry.identifier_type and w.value = value_registry.value)",
+        ),
+        p,
+    ).df()
+    con.execute(
+        "create or replace temp table __es_pids as select distinct dinmo_stitched_profile_id from ("
+        + _latest(
+            "profile_values",
+            f"{before} and exists (select 1 from __es_wv w where w.identifier_type = "
+            "profile_values.identifier_type and w.value = profile_values.value)",
+        )
+        + ")",
+        p,
+    ).fetchall()
+    in_pids = "dinmo_stitched_profile_id in (select dinmo_stitched_profile_id from __es_pids)"
+    memberships = con.execute(_latest("profile_values", f"{before} and {in_pids}"), p).df()
+    redirects = con.execute(
+        "select * from ("
+        + _latest(
+            "redirects",
+            f"{before} and from_id in (select from_id from {STATE}.redirects where {before} and to_id in "
+            "(select dinmo_stitched_profile_id from __es_pids))",
+        )
+        + ") where to_id in (select dinmo_stitched_profile_id from __es_pids)",
+        [start, start],
+    ).df()
+    # the profiles holding the values, and the merged profiles redirecting to them
+    con.register("__es_redirect_from", redirects[["from_id"]])
+    try:
+        profiles = con.execute(
+            _latest(
+                "profiles",
+                f"{before} and ({in_pids} or dinmo_stitched_profile_id in "
+                "(select from_id from __es_redirect_from))",
+            ),
+            p,
+        ).df()
+    finally:
+        con.unregister("__es_redirect_from")
+    empty = GraphState.empty()
+    state = GraphState(
+        profiles=_conform(profiles, empty.profiles),
+        profile_values=_conform(memberships, empty.profile_values),
+        value_registry=_conform(registry, empty.value_registry),
+        redirects=_conform(redirects, empty.redirects),
+        next_sequence=_next_sequence_before(
+            con,
+            before_window if isinstance(before_window, Window) else Window("", start, start),
+            int(empty.next_sequence),
+        ),
+    )
+    return state
+
+
+def _conform(df: pd.DataFrame, template: pd.DataFrame) -> pd.DataFrame:
+    """Give a loaded frame the engine's dtypes (from GraphState.empty()) where they can be applied."""
+    df = df.reset_index(drop=True)
+    for c in template.columns:
+        if c not in df.columns:
+            df[c] = pd.Series([None] * len(df), dtype=template[c].dtype)
+            continue
+        want = template[c].dtype
+        if str(df[c].dtype) == str(want):
+            continue
+        try:
+            if pd.api.types.is_datetime64_any_dtype(want):
+                df[c] = pd.to_datetime(df[c]).astype(want)
+            elif pd.api.types.is_bool_dtype(want) and df[c].isna().any():
+                df[c] = df[c].astype("boolean")
+            else:
+                df[c] = df[c].astype(want)
+        except (TypeError, ValueError):
+            pass
+    return df
+
+
+# --------------------------------------------------------------------------------------------------------
+# Saving a window (one transaction)
+# --------------------------------------------------------------------------------------------------------
+
+
+def _state_fingerprint(con: duckdb.DuckDBPyConnection, window_key: str) -> int:
+    total = 0
+    for name in (*STATE_COLUMNS, "value_conflicts"):
+        row = _first(
+            con.execute(
+                f"select coalesce(sum(hash(*COLUMNS(* exclude (version_window_start, version_window_key)))"
+                f"::HUGEINT), 0) from {STATE}.{name} where version_window_key = ?",
+                [window_key],
+            )
+        )
+        total = (total * 1_000_003 + int(row[0] if row else 0)) % (1 << 126)
+    return total
+
+
+def _write_state_diff(
+    con: duckdb.DuckDBPyConnection, name: str, new: pd.DataFrame, old: pd.DataFrame, window: Window
+) -> int:
+    """Insert changed/new rows of `new` vs `old` as versions of `window`, tombstones for keys gone."""
+    con.register("__es_new", _fit(new, name))
+    con.register("__es_old", _fit(old, name))
+    keys = STATE_KEYS[name]
+    on = " and ".join(f"n.{k} = o.{k}" for k in keys)
+    try:
+        changed = _first(
+            con.execute(
+                f"""insert into {STATE}.{name}
+                select ?, ?, false, * from (
+                    select {_cast_frame_sql(name, "__es_new")} from __es_new
+                    except
+                    select {_cast_frame_sql(name, "__es_old")} from __es_old)""",
+                [window.start, window.key],
+            )
+        )
+        tomb_cols = ", ".join(
+            f"o.{quote_ident(c)}" if c in keys else f"NULL::{t}" for c, t in STATE_COLUMNS[name].items()
+        )
+        gone = _first(
+            con.execute(
+                f"""insert into {STATE}.{name}
+                select ?, ?, true, {tomb_cols} from
+                (select {_cast_frame_sql(name, "__es_old")} from __es_old) o
+                where not exists (select 1 from (select {_cast_frame_sql(name, "__es_new")} from __es_new) n
+                                  where {on})""",
+                [window.start, window.key],
+            )
+        )
+    finally:
+        con.unregister("__es_new")
+        con.unregister("__es_old")
+    return int(changed[0] if changed else 0) + int(gone[0] if gone else 0)
+
+
+def _lifetime_seconds(policy: Any) -> float | None:
+    lt = getattr(policy, "lifetime", None)
+    if lt in (None, ""):
+        return None
+    if isinstance(lt, timedelta):
+        return lt.total_seconds()
+    if isinstance(lt, int | float):
+        return float(lt)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", str(lt))
+    if not m:
+        return None
+    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+    return float(m.group(1)) * unit
+
+
+def _lifetimes_sql(config: Any) -> str:
+    """VALUES list (identifier_type, lifetime_seconds, from_last_seen) for every configured type."""
+    rows = []
+    for t, pol in dict(config.identifiers).items():
+        secs = _lifetime_seconds(pol)
+        from_last = str(getattr(pol, "lifetime_from", "first_seen") or "first_seen") == "last_seen"
+        t_lit = "'" + str(t).replace("'", "''") + "'"
+        rows.append(f"({t_lit}, {'NULL' if secs is None else secs}::DOUBLE, {str(from_last).lower()})")
+    if not rows:
+        rows.append("(NULL::VARCHAR, NULL::DOUBLE, false)")
+    return "(values " + ", ".join(rows) + ") as lt(identifier_type, lifetime_seconds, from_last_seen)"
+
+
+def _update_conflicts(con: duckdb.DuckDBPyConnection, config: Any, window: Window) -> None:
+    """Re-evaluate the values whose memberships/registry this window wrote; version those that are/were
+    conflicting (a non-quarantined value active on more than one active profile)."""
+    ws = window.start
+    con.execute(
+        f"""create or replace temp table __es_touched as
+            select distinct identifier_type, value from {STATE}.profile_values where version_window_key = $k
+            union select distinct identifier_type, value from {STATE}.value_registry
+            where version_window_key = $k""",
+        {"k": window.key},
+    ).fetchall()
+    touched_pv = (
+        "exists (select 1 from __es_touched t where t.identifier_type = profile_values.identifier_type "
+        "and t.value = profile_values.value)"
+    )
+    touched_reg = touched_pv.replace("profile_values", "value_registry")
+    con.execute(
+        f"""insert into {STATE}.value_conflicts
+        with mem as ({_latest("profile_values", f"version_window_start <= $ws and {touched_pv}")}),
+        pids as (select distinct dinmo_stitched_profile_id from mem),
+        prof as ({
+            _latest(
+                "profiles",
+                "version_window_start <= $ws and dinmo_stitched_profile_id in "
+                "(select dinmo_stitched_profile_id from pids)",
+            )
+        }),
+        reg as ({_latest("value_registry", f"version_window_start <= $ws and {touched_reg}")}),
+        cnt as (
+            select t.identifier_type, t.value,
+                   count(distinct m.dinmo_stitched_profile_id) filter (
+                       where m.status = 'active' and p.status = 'active') as active_profiles
+            from __es_touched t
+            left join mem m on m.identifier_type = t.identifier_type and m.value = t.value
+            left join prof p on p.dinmo_stitched_profile_id = m.dinmo_stitched_profile_id
+            group by all),
+        cur as (
+            select c.identifier_type, c.value, c.active_profiles,
+                   c.active_profiles > 1 and not coalesce(r.quarantined, false) as is_conflict,
+                   case when lt.lifetime_seconds is null then NULL::TIMESTAMP
+                        else (case when lt.from_last_seen then r.last_seen_at else r.first_seen_at end)
+                             + to_microseconds(cast(lt.lifetime_seconds * 1e6 as BIGINT)) end as expires_at
+            from cnt c left join reg r using (identifier_type, value)
+            left join {_lifetimes_sql(config)} using (identifier_type)),
+        prev as (
+            select identifier_type, value, is_conflict from (
+                select * from {STATE}.value_conflicts where version_window_start < $ws
+                and exists (select 1 from __es_touched t where t.identifier_type =
+                            value_conflicts.identifier_type and t.value = value_conflicts.value)
+                qualify row_number() over (partition by identifier_type, value
+                                           order by version_window_start desc) = 1))
+        select $ws, $k, false, cur.identifier_type, cur.value, cur.active_profiles, cur.is_conflict,
+               cur.expires_at
+        from cur left join prev using (identifier_type, value)
+        where cur.is_conflict or coalesce(prev.is_conflict, false)
+        """,
+        {"ws": ws, "k": window.key},
+    ).fetchall()
+
+
+def _active_conflicts_at(con: duckdb.DuckDBPyConnection, window: Window) -> int:
+    row = _first(
+        con.execute(
+            f"""select count(*) from (select * from {STATE}.value_conflicts where version_window_start <= ?
+            qualify row_number() over (partition by identifier_type, value
+                                       order by version_window_start desc) = 1)
+            where is_conflict and (expires_at is null or expires_at >= ?)""",
+            [window.start, window.end],
+        )
+    )
+    return int(row[0]) if row else 0
+
+
+def _profile_totals_delta(
+    con: duckdb.DuckDBPyConnection, new: pd.DataFrame, old: pd.DataFrame
+) -> tuple[int, int]:
+    def totals(df: pd.DataFrame) -> tuple[int, int]:
+        if df is None or len(df) == 0:
+            return 0, 0
+        active = df["status"].astype(str) == "active"
+        known = active & df["is_known"].fillna(False).astype(bool)
+        return int(active.sum()), int(known.sum())
+
+    a_new, k_new = totals(new)
+    a_old, k_old = totals(old)
+    return a_new - a_old, k_new - k_old
+
+
+def _metrics_rows(
+    window: Window, metrics: dict[str, Any], by_model: pd.DataFrame | None, by_type: pd.DataFrame | None
+) -> pd.DataFrame:
+    rows: list[tuple[str, str | None, str, float]] = []
+    for k, v in metrics.items():
+        num = _as_number(v)
+        if num is not None:
+            rows.append(("window", None, str(k), num))
+    for breakdown, df, col in (("model", by_model, "model"), ("identifier_type", by_type, "identifier_type")):
+        if df is None or len(df) == 0:
+            continue
+        key_col = col if col in df.columns else df.columns[0]
+        for rec in df.to_dict("records"):
+            for k, v in rec.items():
+                if k == key_col:
+                    continue
+                num = _as_number(v)
+                if num is not None:
+                    rows.append((breakdown, str(rec[key_col]), str(k), num))
+    out = pd.DataFrame(rows, columns=["breakdown", "breakdown_value", "metric", "value"])
+    out.insert(0, "window_start", window.start)
+    out.insert(0, "window_key", window.key)
+    return out
+
+
+def _as_number(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return float(v)
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if f != f else f
+
+
+def _insert_by_name(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame, window_key: str) -> None:
+    """Insert the frame's columns that the table has, by name; `window_key` forced to this window."""
+    if df is None or len(df) == 0:
+        return
+    cols = [r[0] for r in con.execute(f"describe {table}").fetchall()]
+    df = df.copy()
+    df["window_key"] = window_key
+    keep = [c for c in df.columns if c in cols]
+    extra = [c for c in df.columns if c not in cols]
+    if extra and "detail" in cols and "detail" not in df.columns:
+        df["detail"] = (
+            df[extra].astype(str).agg(lambda r: "; ".join(f"{c}={v}" for c, v in r.items()), axis=1)
+        )
+        keep.append("detail")
+    con.register("__es_ins", df[keep])
+    try:
+        sel = ", ".join(quote_ident(c) for c in keep)
+        con.execute(f"insert into {table} by name select {sel} from __es_ins").fetchall()
+    finally:
+        con.unregister("__es_ins")
+
+
+def save_window(
+    con: duckdb.DuckDBPyConnection,
+    config: Any,
+    window: Window,
+    result: Any,
+    loaded_state: Any,
+    *,
+    events: int,
+    started: float | None = None,
+) -> dict[str, float]:
+    """Persist one window in one transaction: replace the window's state versions and outputs.
+
+    Returns the window-level metrics written to `identity_event_profile_run_metrics`.
+    """
+    ensure_schema(con)
+    old_fp_row = _first(
+        con.execute(f"select state_fingerprint from {STATE}.windows where window_key = ?", [window.key])
+    )
+    prev_totals = _first(
+        con.execute(
+            f"select active_profiles, known_profiles from {STATE}.windows where window_start < ? "
+            "order by window_start desc limit 1",
+            [window.start],
+        )
+    )
+    d_active, d_known = _profile_totals_delta(con, result.state.profiles, loaded_state.profiles)
+    active = int(prev_totals[0] or 0) + d_active if prev_totals else d_active
+    known = int(prev_totals[1] or 0) + d_known if prev_totals else d_known
+
+    with transaction(con):
+        for name in (*STATE_COLUMNS, "value_conflicts"):
+            con.execute(f"delete from {STATE}.{name} where version_window_key = ?", [window.key]).fetchall()
+        for table in ("attribution", "audit_events", "run_metrics"):
+            con.execute(f"delete from {OUT}.{table} where window_key = ?", [window.key]).fetchall()
+        for name in STATE_COLUMNS:
+            _write_state_diff(con, name, getattr(result.state, name), getattr(loaded_state, name), window)
+        _update_conflicts(con, config, window)
+        active_conflicts = _active_conflicts_at(con, window)
+
+        attribution = result.attribution.copy()
+        attribution["window_key"] = window.key
+        con.register("__es_attr", attribution)
+        try:
+            cols = ", ".join(
+                f"cast({quote_ident(c)} as {t}) as {quote_ident(c)}" for c, t in ATTRIBUTION_COLUMNS.items()
+            )
+            con.execute(
+                f"insert into {OUT}.attribution select {cols} from __es_attr "
+                "order by event_ts, model, event_id"
+            ).fetchall()
+        finally:
+            con.unregister("__es_attr")
+        _insert_by_name(con, f"{OUT}.audit_events", result.audit_events, window.key)
+
+        metrics = {k: v for k, v in dict(result.metrics).items() if _as_number(v) is not None}
+        metrics.setdefault("events_processed", float(events))
+        metrics.update(
+            {
+                "active_profiles": float(active),
+                "known_profiles": float(known),
+                "known_profile_share": float(known / active) if active else 0.0,
+                "active_conflicts": float(active_conflicts),
+            }
+        )
+        duration = time.perf_counter() - started if started is not None else 0.0
+        metrics["duration_seconds"] = float(duration)
+        rows = _metrics_rows(window, metrics, result.metrics_by_model, result.metrics_by_identifier_type)
+        con.register("__es_metrics", rows)
+        try:
+            con.execute(f"insert into {OUT}.run_metrics by name select * from __es_metrics").fetchall()
+        finally:
+            con.unregister("__es_metrics")
+
+        fingerprint = _state_fingerprint(con, window.key)
+        next_seq = int(result.state.next_sequence)
+        changed = old_fp_row is not None and int(old_fp_row[0] or 0) != fingerprint
+        con.execute(f"delete from {STATE}.windows where window_key = ?", [window.key]).fetchall()
+        con.execute(
+            f"insert into {STATE}.windows values (?, ?, ?, now()::TIMESTAMP, ?, 'processed', ?, ?, ?, ?, ?)",
+            [window.key, window.start, window.end, events, duration, next_seq, active, known, fingerprint],
+        ).fetchall()
+        if changed:
+            con.execute(
+                f"update {STATE}.windows set status = 'outdated' "
+                "where window_start > ? and status = 'processed'",
+                [window.start],
+            ).fetchall()
+        publish_views(con, config)
+    return metrics
+
+
+def process_window(
+    con: duckdb.DuckDBPyConnection,
+    config: Any,
+    window: Window,
+    events: pd.DataFrame,
+    observations: pd.DataFrame,
+) -> dict[str, float]:
+    """Check order, load the touched subgraph, stitch, save. Returns the window's metrics."""
+    from identity_pipeline.core.event_stitching.engine import stitch_window
+
+    started = time.perf_counter()
+    ensure_schema(con)
+    check_predecessor(con, config, window)
+    loaded = load_subgraph(con, observations, window)
+    result = stitch_window(loaded, events, observations, config, window.key)
+    return save_window(con, config, window, result, loaded, events=len(events), started=started)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Published views (DinMo's names)
+# --------------------------------------------------------------------------------------------------------
+
+
+def publish_views(con: duckdb.DuckDBPyConnection, config: Any) -> None:
+    """(Re)create the six published views. Cheap; called inside each window's transaction."""
+    cur_redirects = _latest("redirects", "true")
+    con.execute(f"create or replace view {STATE}.current_redirects as {cur_redirects}").fetchall()
+    con.execute(
+        f"create or replace view {STATE}.current_profiles as {_latest('profiles', 'true')}"
+    ).fetchall()
+    con.execute(
+        f"create or replace view {STATE}.current_profile_values as {_latest('profile_values', 'true')}"
+    ).fetchall()
+    con.execute(
+        f"create or replace view {STATE}.current_value_registry as {_latest('value_registry', 'true')}"
+    ).fetchall()
+    con.execute(
+        f"""create or replace view main.{ATTRIBUTION_VIEW} as
+        select a.model, a.event_id, a.event_ts, a.window_key, a.dinmo_stitched_profile_id,
+               case when a.dinmo_stitched_profile_id is null then NULL
+                    else coalesce(r.to_id, a.dinmo_stitched_profile_id) end
+                    as resolved_dinmo_stitched_profile_id,
+               a.status, a.reason, a.decided_by_identifier_type, a.decided_by_value
+        from {OUT}.attribution a
+        left join {STATE}.current_redirects r on r.from_id = a.dinmo_stitched_profile_id
+        order by a.window_key, a.event_ts, a.model, a.event_id"""
+    ).fetchall()
+    con.execute(
+        f"""create or replace view main.{PROFILES_VIEW} as
+        select p.dinmo_stitched_profile_id, p.created_sequence, p.created_at, p.first_seen_at, p.last_seen_at,
+               p.status, p.merged_to_dinmo_stitched_profile_id,
+               coalesce(r.to_id, p.dinmo_stitched_profile_id) as resolved_dinmo_stitched_profile_id,
+               p.is_known, case when p.is_known then 'known' else 'anonymous' end as profile_type,
+               p.event_count
+        from {STATE}.current_profiles p
+        left join {STATE}.current_redirects r on r.from_id = p.dinmo_stitched_profile_id
+        order by p.created_sequence, p.dinmo_stitched_profile_id"""
+    ).fetchall()
+    con.execute(
+        f"""create or replace view main.{VALUES_VIEW} as
+        with as_of as (select max(window_end) as t from {STATE}.windows)
+        select v.dinmo_stitched_profile_id, v.identifier_type, v.value,
+               case when v.status = 'blocked' then 'blocked'
+                    when coalesce(g.quarantined, false) then 'quarantined'
+                    when v.status = 'demoted' then 'demoted'
+                    when lt.lifetime_seconds is not null and as_of.t >
+                         (case when lt.from_last_seen then g.last_seen_at else g.first_seen_at end)
+                         + to_microseconds(cast(lt.lifetime_seconds * 1e6 as BIGINT)) then 'expired'
+                    else v.status end as status,
+               v.first_seen_at, v.last_seen_at, v.event_count
+        from {STATE}.current_profile_values v
+        cross join as_of
+        left join {STATE}.current_value_registry g using (identifier_type, value)
+        left join {_lifetimes_sql(config)} using (identifier_type)
+        order by v.dinmo_stitched_profile_id, v.identifier_type, v.value"""
+    ).fetchall()
+    con.execute(
+        f"""create or replace view main.{REDIRECTS_VIEW} as
+        select from_id, to_id, to_id as resolved_dinmo_stitched_profile_id, merged_at, evidence_model,
+               evidence_event_id, window_key
+        from {STATE}.current_redirects order by from_id"""
+    ).fetchall()
+    con.execute(
+        f"""create or replace view main.{AUDIT_VIEW} as
+        select * from {OUT}.audit_events order by window_key, event_ts nulls first, audit_type, model,
+                 event_id, identifier_type, value"""
+    ).fetchall()
+    con.execute(
+        f"""create or replace view main.{METRICS_VIEW} as
+        select * from {OUT}.run_metrics order by window_start, breakdown, breakdown_value, metric"""
+    ).fetchall()
+
+
+def published_table(con: duckdb.DuckDBPyConnection, name: str, window_key: str | None = None) -> pd.DataFrame:
+    """One published view as a DataFrame (optionally one window of a per-window output)."""
+    if name not in PUBLISHED:
+        raise KeyError(name)
+    if (
+        not table_exists(con, name)
+        and not _first(
+            con.execute("select count(*) from information_schema.tables where table_name = ?", [name])
+        )[0]
+    ):
+        return pd.DataFrame()
+    if window_key is not None:
+        return con.execute(f"select * from main.{name} where window_key = ?", [window_key]).df()
+    return con.execute(f"select * from main.{name}").df()
+
+
+def window_metrics(con: duckdb.DuckDBPyConnection, window_key: str | None = None) -> pd.DataFrame:
+    """Window-level metrics, one row per window, one column per metric."""
+    where = "breakdown = 'window'" + (" and window_key = ?" if window_key else "")
+    df = con.execute(
+        f"select window_key, metric, value from {OUT}.run_metrics where {where} order by window_key, metric",
+        [window_key] if window_key else [],
+    ).df()
+    if df.empty:
+        return pd.DataFrame()
+    return df.pivot(index="window_key", columns="metric", values="value").reset_index()

@@ -1,0 +1,248 @@
+"""Asset checks of Event Stitching, scoped to the windows of the run wherever the output is per window.
+
+* pandera schema of each published output (`<output>_schema`)
+* `attribution_one_row_per_event`: every staged event of the window has exactly one attribution row
+* `redirects_one_hop_to_active_profile`: a redirect points to an active profile that redirects nowhere
+* `resolved_profile_id_is_current`: every stitched event's resolved id is an active profile
+* `no_active_conflicts` (WARN, not blocking): no non-quarantined value is active on several profiles
+"""
+
+import dagster as dg
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+
+from identity_pipeline.config import PipelineConfig
+from identity_pipeline.core.event_stitching import store
+from identity_pipeline.defs import event_stitching_schemas as schemas
+from identity_pipeline.defs.pandera_checks import pandera_table_check
+
+S, OUT, G = store.STATE, store.OUT, store.STAGE
+_first = store._first
+
+
+def _run_window_keys(context: dg.AssetCheckExecutionContext) -> list[str]:
+    """Window keys of the run (a single partition or a range); empty when the run is not partitioned."""
+    op = context.op_execution_context
+    try:
+        return list(op.partition_keys)
+    except Exception:  # noqa: BLE001 - not a partitioned run: check every processed window
+        return []
+
+
+def _keys_frame(con, context: dg.AssetCheckExecutionContext) -> None:
+    keys = _run_window_keys(context)
+    if not keys:
+        keys = [r[0] for r in con.execute(f"select window_key from {S}.windows").fetchall()]
+    con.register("__es_check_keys", pd.DataFrame({"window_key": pd.Series(keys, dtype="object")}))
+
+
+def build_event_stitching_checks(config: PipelineConfig) -> list[dg.AssetChecksDefinition]:
+    es = config.event_stitching
+    assert es is not None
+
+    def scoped(view: str):
+        def load(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> pd.DataFrame:
+            with duckdb.get_connection() as con:
+                store.ensure_schema(con)
+                store.publish_views(con, es)
+                _keys_frame(con, context)
+                return con.execute(
+                    f"select * from main.{view} where window_key in (select window_key from __es_check_keys)"
+                ).df()
+
+        return load
+
+    def touched(view: str, state_table: str, keys: list[str]):
+        """Rows of a current-state view whose state was written by the run's windows."""
+
+        def load(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> pd.DataFrame:
+            on = " and ".join(f"v.{k} = t.{k}" for k in keys)
+            with duckdb.get_connection() as con:
+                store.ensure_schema(con)
+                store.publish_views(con, es)
+                _keys_frame(con, context)
+                return con.execute(
+                    f"""select v.* from main.{view} v where exists (
+                        select 1 from {S}.{state_table} t where {on} and t.version_window_key in
+                        (select window_key from __es_check_keys))"""
+                ).df()
+
+        return load
+
+    def current(view: str):
+        def load(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> pd.DataFrame:
+            with duckdb.get_connection() as con:
+                store.ensure_schema(con)
+                store.publish_views(con, es)
+                return con.execute(f"select * from main.{view}").df()
+
+        return load
+
+    checks = [
+        pandera_table_check(
+            asset=store.ATTRIBUTION_VIEW,
+            schema=schemas.attribution_schema,
+            load=scoped(store.ATTRIBUTION_VIEW),
+            blocking=False,
+        ),
+        pandera_table_check(
+            asset=store.PROFILES_VIEW,
+            schema=schemas.profiles_schema,
+            load=touched(store.PROFILES_VIEW, "profiles", ["dinmo_stitched_profile_id"]),
+            blocking=False,
+        ),
+        pandera_table_check(
+            asset=store.VALUES_VIEW,
+            schema=schemas.identifier_values_schema,
+            load=touched(
+                store.VALUES_VIEW, "profile_values", ["dinmo_stitched_profile_id", "identifier_type", "value"]
+            ),
+            blocking=False,
+        ),
+        pandera_table_check(
+            asset=store.REDIRECTS_VIEW,
+            schema=schemas.redirects_schema,
+            load=current(store.REDIRECTS_VIEW),
+            blocking=False,
+        ),
+        pandera_table_check(
+            asset=store.AUDIT_VIEW,
+            schema=schemas.audit_events_schema,
+            load=scoped(store.AUDIT_VIEW),
+            blocking=False,
+        ),
+        pandera_table_check(
+            asset=store.METRICS_VIEW,
+            schema=schemas.run_metrics_schema,
+            load=scoped(store.METRICS_VIEW),
+            blocking=False,
+        ),
+    ]
+
+    @dg.asset_check(
+        asset=store.ATTRIBUTION_VIEW,
+        name="attribution_one_row_per_event",
+        description="Every event of the run's windows has exactly one attribution row, and no other rows.",
+    )
+    def attribution_one_row_per_event(
+        context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource
+    ) -> dg.AssetCheckResult:
+        with duckdb.get_connection() as con:
+            store.ensure_schema(con)
+            _keys_frame(con, context)
+            row = _first(
+                con.execute(
+                    f"""with e as (select * from {G}.window_events
+                               where window_key in (select window_key from __es_check_keys)),
+                     a as (select model, event_id, window_key, count(*) n from {OUT}.attribution
+                           where window_key in (select window_key from __es_check_keys) group by all)
+                select (select count(*) from e),
+                       (select count(*) from e where not exists (select 1 from a where a.model = e.model
+                            and a.event_id = e.event_id and a.window_key = e.window_key)),
+                       (select count(*) from a where n > 1),
+                       (select count(*) from a where not exists (select 1 from e where a.model = e.model
+                            and a.event_id = e.event_id and a.window_key = e.window_key))"""
+                )
+            )
+        assert row is not None
+        events, missing, duplicated, extra = (int(x) for x in row)
+        return dg.AssetCheckResult(
+            passed=missing == 0 and duplicated == 0 and extra == 0,
+            metadata={
+                "events": events,
+                "events_without_attribution": missing,
+                "events_with_several_rows": duplicated,
+                "attribution_rows_without_event": extra,
+            },
+        )
+
+    @dg.asset_check(
+        asset=store.REDIRECTS_VIEW,
+        name="redirects_one_hop_to_active_profile",
+        description="Every redirect points to an active profile that itself redirects nowhere.",
+    )
+    def redirects_one_hop(
+        context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource
+    ) -> dg.AssetCheckResult:
+        with duckdb.get_connection() as con:
+            store.ensure_schema(con)
+            store.publish_views(con, es)
+            bad = con.execute(
+                f"""select r.from_id, r.to_id, p.status as to_status,
+                           (select to_id from {S}.current_redirects r2
+                            where r2.from_id = r.to_id) as second_hop
+                    from {S}.current_redirects r
+                    left join {S}.current_profiles p on p.dinmo_stitched_profile_id = r.to_id
+                    where p.status is distinct from 'active'
+                       or exists (select 1 from {S}.current_redirects r2 where r2.from_id = r.to_id)
+                    order by r.from_id limit 20"""
+            ).df()
+            total = _first(con.execute(f"select count(*) from {S}.current_redirects"))
+        meta: dict = {"redirects": int(total[0]) if total else 0, "bad_redirects": len(bad)}
+        if len(bad):
+            meta["examples"] = dg.MetadataValue.md(bad.to_markdown(index=False))
+        return dg.AssetCheckResult(passed=bad.empty, metadata=meta)
+
+    @dg.asset_check(
+        asset=store.ATTRIBUTION_VIEW,
+        name="resolved_profile_id_is_current",
+        description="Every stitched event of the run's windows resolves to an active (surviving) profile.",
+    )
+    def resolved_id_current(
+        context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource
+    ) -> dg.AssetCheckResult:
+        with duckdb.get_connection() as con:
+            store.ensure_schema(con)
+            store.publish_views(con, es)
+            _keys_frame(con, context)
+            bad = con.execute(
+                f"""select a.model, a.event_id, a.window_key, a.resolved_dinmo_stitched_profile_id, p.status
+                    from main.{store.ATTRIBUTION_VIEW} a
+                    left join {S}.current_profiles p
+                      on p.dinmo_stitched_profile_id = a.resolved_dinmo_stitched_profile_id
+                    where a.window_key in (select window_key from __es_check_keys) and a.status = 'stitched'
+                      and p.status is distinct from 'active'
+                    limit 20"""
+            ).df()
+        meta: dict = {"stale_resolved_ids": len(bad)}
+        if len(bad):
+            meta["examples"] = dg.MetadataValue.md(bad.to_markdown(index=False))
+        return dg.AssetCheckResult(passed=bad.empty, metadata=meta)
+
+    @dg.asset_check(
+        asset=store.VALUES_VIEW,
+        name="no_active_conflicts",
+        blocking=False,
+        description="Non-quarantined values active on more than one profile after the run's last window "
+        "(should be 0 after protections; a warning, not blocking).",
+    )
+    def no_active_conflicts(
+        context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource
+    ) -> dg.AssetCheckResult:
+        with duckdb.get_connection() as con:
+            store.ensure_schema(con)
+            _keys_frame(con, context)
+            per_window = con.execute(
+                f"""select window_key, value from {OUT}.run_metrics where breakdown = 'window'
+                    and metric = 'active_conflicts' and window_key in (select window_key from __es_check_keys)
+                    order by window_key"""
+            ).fetchall()
+            examples = con.execute(
+                f"""select identifier_type, value, active_profiles, expires_at from (
+                        select * from {S}.value_conflicts qualify row_number() over (
+                            partition by identifier_type, value order by version_window_start desc) = 1)
+                    where is_conflict order by identifier_type, value limit 20"""
+            ).df()
+        last = float(per_window[-1][1]) if per_window else 0.0
+        meta: dict = {"active_conflicts": last, "windows_checked": len(per_window)}
+        if last and len(examples):
+            meta["examples"] = dg.MetadataValue.md(examples.to_markdown(index=False))
+        return dg.AssetCheckResult(passed=last == 0, severity=dg.AssetCheckSeverity.WARN, metadata=meta)
+
+    return [
+        *checks,
+        attribution_one_row_per_event,
+        redirects_one_hop,
+        resolved_id_current,
+        no_active_conflicts,
+    ]

@@ -1,0 +1,200 @@
+"""The batched fast path (`batched.py`) gives exactly the reference's WindowResult on every input.
+
+* hypothesis streams of the engine's strategies (small pools: most components are complex),
+* targeted "people" streams (many people with their own values, a few shared values, several windows with
+  the state carried: most components simple, some complex),
+* every seed example / scenario / rule test re-run with a stitch function that runs both paths and compares,
+* the dispatch: generator-like data goes mostly through the simple path (`events_fast_path`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pandas as pd
+import pandas.testing as pdt
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from identity_pipeline.core.event_stitching import engine
+from identity_pipeline.core.event_stitching.batched import stitch_window_batched
+from identity_pipeline.core.event_stitching.reference import run_reference
+from identity_pipeline.core.event_stitching.state import GraphState
+from identity_pipeline_tests.event_stitching import helpers, test_rules, test_scenarios, test_seed_examples
+from identity_pipeline_tests.event_stitching.helpers import T0
+from identity_pipeline_tests.event_stitching.strategies import configs, streams, window_inputs
+
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def reference_window(state, events, observations, config, window_key) -> engine.WindowResult:
+    g, ctx = run_reference(state, events, observations, config, window_key)
+    return engine.build_result(g, ctx, observations)
+
+
+def assert_same(ref: engine.WindowResult, fast: engine.WindowResult) -> None:
+    for name in ("profiles", "profile_values", "value_registry", "redirects"):
+        pdt.assert_frame_equal(getattr(ref.state, name), getattr(fast.state, name), obj=name)
+    assert ref.state.next_sequence == fast.state.next_sequence
+    pdt.assert_frame_equal(ref.attribution, fast.attribution, obj="attribution")
+    pdt.assert_frame_equal(ref.audit_events, fast.audit_events, obj="audit_events")
+    fm = {k: v for k, v in fast.metrics.items() if k != "events_fast_path"}
+    assert ref.metrics == fm
+    pdt.assert_frame_equal(ref.metrics_by_model, fast.metrics_by_model, obj="metrics_by_model")
+    pdt.assert_frame_equal(
+        ref.metrics_by_identifier_type, fast.metrics_by_identifier_type, obj="metrics_by_identifier_type"
+    )
+
+
+def compare_window(state, events, observations, config, window_key) -> engine.WindowResult:
+    ref = reference_window(state, events, observations, config, window_key)
+    fast = stitch_window_batched(state, events, observations, config, window_key)
+    assert_same(ref, fast)
+    return fast
+
+
+def run_both(config, windows: list[list[dict[str, Any]]]) -> int:
+    """Run the windows through both paths with each path's state carried; compare every window.
+    Returns the number of events that took the fast path."""
+    s_ref = s_fast = GraphState.empty()
+    fast_events = 0
+    for i, evs in enumerate(windows):
+        events_df, obs = window_inputs(evs, config)
+        ref = reference_window(s_ref, events_df, obs, config, f"w{i}")
+        fast = stitch_window_batched(s_fast, events_df, obs, config, f"w{i}")
+        assert_same(ref, fast)
+        fast_events += int(fast.metrics["events_fast_path"])
+        s_ref, s_fast = ref.state, fast.state
+    return fast_events
+
+
+# ------------------------------------------------------------------------------------------------------------
+# hypothesis: the engine's random streams (dense collisions)
+# ------------------------------------------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(streams(max_windows=4, max_events=14))
+def test_batched_equals_reference_on_random_streams(stream):
+    config, windows = stream
+    run_both(config, windows)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# hypothesis: generator-like people streams (mostly simple components, some complex)
+# ------------------------------------------------------------------------------------------------------------
+
+
+@st.composite
+def people_streams(draw: st.DrawFn, max_windows: int = 4):
+    config = draw(configs())
+    n_people = draw(st.integers(1, 12))
+    n_windows = draw(st.integers(1, max_windows))
+    windows = []
+    next_id = 0
+    for w in range(n_windows):
+        evs = []
+        for _ in range(draw(st.integers(0, 25))):
+            p = draw(st.integers(0, n_people - 1))
+            minute = draw(st.integers(0, 24 * 60 - 1)) if draw(st.booleans()) else draw(st.integers(0, 90))
+            e: dict[str, Any] = {
+                "model": draw(st.sampled_from(["web", "app"])),
+                "event_id": f"e{next_id:05d}",
+                "event_ts": T0 + pd.Timedelta(days=w, minutes=minute),
+            }
+            next_id += 1
+            dev = draw(st.integers(0, 2))
+            epoch = draw(st.sampled_from([0, 0, 0, 1]))  # cookie reset now and then
+            if draw(st.integers(0, 3)) == 0:
+                e["user_id"] = f"u{p}"
+                if draw(st.booleans()):
+                    e["email"] = f"p{p}@x.com"
+            if draw(st.integers(0, 3)) > 0:
+                e["cookie_id"] = f"c{p}_{dev}_{w // 2 + epoch}"
+            if draw(st.booleans()):
+                e["session_id"] = f"s{p}_{dev}_{w}_{minute // 30}"
+            if draw(st.integers(0, 3)) == 0:
+                e["device_id"] = f"d{p}_{dev}"
+            if draw(st.integers(0, 4)) == 0:
+                e["anonymous_id"] = f"a{p}_{dev}"
+            if draw(st.integers(0, 15)) == 0:  # shared / placeholder / conflicting values
+                t = draw(st.sampled_from(["cookie_id", "email", "user_id", "device_id"]))
+                e[t] = draw(
+                    st.sampled_from(
+                        {
+                            "cookie_id": ["kiosk", "c0_0_0"],
+                            "email": ["test@test.com", "p0@x.com"],
+                            "user_id": ["u0", "u1"],
+                            "device_id": ["d0_0", "shared"],
+                        }[t]
+                    )
+                )
+            evs.append(e)
+        windows.append(evs)
+    return config, windows
+
+
+@SETTINGS
+@given(people_streams())
+def test_batched_equals_reference_on_people_streams(stream):
+    config, windows = stream
+    run_both(config, windows)
+
+
+def test_people_like_data_mostly_takes_the_fast_path():
+    config = helpers.make_config()
+    windows = []
+    n = 0
+    for w in range(3):
+        evs = []
+        for p in range(200):
+            for j in range(3):
+                e = helpers.ev(f"e{n}", w * 1440 + p * 2 + j * 0.5, cookie_id=f"c{p}", session_id=f"s{p}_{w}")
+                if j == 0 and p % 3 == 0:
+                    e["user_id"] = f"u{p}"
+                if p % 50 == 0 and j == 2:
+                    e["cookie_id"] = "shared_kiosk"  # a few complex components
+                evs.append(e)
+                n += 1
+        windows.append(evs)
+    fast = run_both(config, windows)
+    assert fast >= 0.9 * n
+
+
+# ------------------------------------------------------------------------------------------------------------
+# every engine example test, re-run with both paths compared at each window
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _example_tests():
+    out = []
+    for mod in (test_seed_examples, test_scenarios, test_rules):
+        for name, fn in sorted(vars(mod).items()):
+            if name.startswith("test_") and inspect.isfunction(fn) and not inspect.signature(fn).parameters:
+                out.append(pytest.param(fn, id=f"{mod.__name__.rsplit('.', 1)[-1]}::{name}"))
+    return out
+
+
+@pytest.mark.parametrize("test_fn", _example_tests())
+def test_example_tests_give_identical_results_on_both_paths(test_fn, monkeypatch):
+    monkeypatch.setattr(helpers, "stitch_window", compare_window)
+    for mod in (test_seed_examples, test_scenarios, test_rules):
+        if hasattr(mod, "stitch_window"):
+            monkeypatch.setattr(mod, "stitch_window", compare_window)
+    test_fn()
+
+
+def test_engine_dispatches_to_the_batched_path():
+    config = helpers.make_config()
+    events_df, obs = window_inputs(
+        [helpers.ev("e1", 0, cookie_id="c1"), helpers.ev("e2", 1, cookie_id="c1")], config
+    )
+    r = engine.stitch_window(GraphState.empty(), events_df, obs, config, "w0")
+    if "use_batched" in inspect.signature(engine.stitch_window).parameters:
+        assert r.metrics.get("events_fast_path") == 2
+        ref = engine.stitch_window(GraphState.empty(), events_df, obs, config, "w0", use_batched=False)
+        assert "events_fast_path" not in ref.metrics or ref.metrics["events_fast_path"] == 0
+    else:
+        pytest.skip("engine does not dispatch yet")

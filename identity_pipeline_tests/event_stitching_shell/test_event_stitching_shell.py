@@ -1,0 +1,219 @@
+"""Store + Dagster shell of Event Stitching on the bundled sample (data/events, 7 daily windows)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+from dagster_duckdb import DuckDBResource
+
+from identity_pipeline.config import ConfigError
+from identity_pipeline.core.event_stitching import store
+from identity_pipeline.defs import build_definitions
+
+from .conftest import DATA, SAMPLE_WINDOWS, make_config, run_windows, sample_section, snapshot
+
+
+def _read(config, sql: str) -> pd.DataFrame:
+    with DuckDBResource(database=str(config.database_path())).get_connection() as con:
+        return con.execute(sql).df()
+
+
+def _source_event_count() -> int:
+    con = duckdb.connect()
+    n = 0
+    for f in ("web_events", "app_events", "logins"):
+        n += con.execute(
+            f"select count(*) from read_csv('{DATA / 'events' / f}.csv', header=true)"
+        ).fetchall()[0][0]
+    return n
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    config = make_config(tmp_path_factory.mktemp("full") / "es.duckdb")
+    defs = build_definitions(config)
+    result = run_windows(defs, SAMPLE_WINDOWS[0], SAMPLE_WINDOWS[-1])
+    assert result.success
+    return config, defs, result
+
+
+def test_sample_run_every_event_exactly_one_attribution_row(full_run):
+    config, _, _ = full_run
+    attr = _read(config, f"select * from {store.ATTRIBUTION_VIEW}")
+    assert len(attr) == _source_event_count()
+    assert not attr.duplicated(["model", "event_id"]).any()
+    assert set(attr["window_key"]) == set(SAMPLE_WINDOWS)
+    assert set(attr["status"]) <= {"stitched", "excluded"}
+    windows = _read(config, f"select * from {store.STATE}.windows order by window_start")
+    assert list(windows["window_key"]) == SAMPLE_WINDOWS
+    assert (windows["status"] == "processed").all()
+    # resolved id: always an active profile for stitched events
+    bad = _read(
+        config,
+        f"""select a.* from {store.ATTRIBUTION_VIEW} a left join {store.PROFILES_VIEW} p
+            on p.dinmo_stitched_profile_id = a.resolved_dinmo_stitched_profile_id
+            where a.status = 'stitched' and p.status is distinct from 'active'""",
+    )
+    assert bad.empty
+
+
+def test_checks_pass_on_sample(full_run):
+    _, _, result = full_run
+    evaluations = result.get_asset_check_evaluations()
+    names = {e.check_name for e in evaluations}
+    assert {
+        "attribution_one_row_per_event",
+        "redirects_one_hop_to_active_profile",
+        "resolved_profile_id_is_current",
+        "no_active_conflicts",
+        "identity_event_profile_attribution_schema",
+        "identity_event_profiles_schema",
+        "identity_event_profile_identifier_values_schema",
+        "identity_event_profile_redirects_schema",
+        "identity_event_profile_audit_events_schema",
+        "identity_event_profile_run_metrics_schema",
+    } <= names
+    failed = {e.check_name: e.metadata for e in evaluations if not e.passed}
+    assert not failed
+
+
+def test_window_metrics_are_numeric_metadata(full_run):
+    config, _, result = full_run
+    mats = [
+        m
+        for m in result.get_asset_materialization_events()
+        if m.asset_key == dg.AssetKey("event_stitching_graph")
+    ]
+    assert mats
+    meta = mats[-1].materialization.metadata
+    for key in ("stitch_rate", "known_profile_share", "active_conflicts", "events_processed"):
+        assert key in meta
+        assert isinstance(meta[key].value, float | int)
+    metrics = _read(config, "select * from identity_event_profile_run_metrics")
+    assert set(metrics["breakdown"]) >= {"window", "model"}
+    window_rows = metrics[metrics["breakdown"] == "window"]
+    assert set(window_rows["window_key"]) == set(SAMPLE_WINDOWS)
+    assert {"known_profile_share", "active_conflicts", "duration_seconds"} <= set(window_rows["metric"])
+
+
+def test_rematerializing_a_window_replaces_only_its_rows(full_run):
+    config, defs, _ = full_run
+    before = snapshot(config)
+    counts_before = _read(
+        config, "select window_key, count(*) n from es_output.attribution group by all order by 1"
+    )
+    assert run_windows(defs, "2026-11-04").success
+    after = snapshot(config)
+    counts_after = _read(
+        config, "select window_key, count(*) n from es_output.attribution group by all order by 1"
+    )
+    pd.testing.assert_frame_equal(counts_before, counts_after)
+    for name in before:
+        pd.testing.assert_frame_equal(before[name], after[name], obj=name)
+    windows = _read(config, f"select status from {store.STATE}.windows")
+    assert (windows["status"] == "processed").all()
+
+
+def test_rerun_earlier_window_then_later_equals_one_in_order_run(tmp_path: Path):
+    one = make_config(tmp_path / "one.duckdb")
+    assert run_windows(build_definitions(one), SAMPLE_WINDOWS[0], SAMPLE_WINDOWS[-1]).success
+
+    two = make_config(tmp_path / "two.duckdb")
+    defs = build_definitions(two)
+    assert run_windows(defs, SAMPLE_WINDOWS[0], "2026-11-03").success
+    for key in ("2026-11-04", "2026-11-05"):  # window by window, as the daily schedule would
+        assert run_windows(defs, key).success
+    assert run_windows(defs, "2026-11-02").success  # re-run an earlier window ...
+    assert run_windows(defs, "2026-11-03", SAMPLE_WINDOWS[-1]).success  # ... then the later ones in order
+
+    a, b = snapshot(one), snapshot(two)
+    assert a.keys() == b.keys()
+    for name in a:
+        pd.testing.assert_frame_equal(a[name], b[name], obj=name)
+
+
+def test_window_whose_predecessor_was_not_processed_fails_clearly(config):
+    defs = build_definitions(config)
+    result = run_windows(defs, "2026-11-03", raise_on_error=False)
+    assert not result.success
+    failures = [e for e in result.all_events if e.is_step_failure]
+    message = "\n".join(
+        str(f.step_failure_data.error.cause.message if f.step_failure_data.error.cause else "")
+        + f.step_failure_data.error.message
+        for f in failures
+    )
+    assert "2026-11-03" in message and "2026-11-02" in message
+    assert "has not been processed" in message
+    # nothing was written for the window
+    assert _read(config, "select count(*) n from es_output.attribution")["n"][0] == 0
+
+
+def test_first_window_then_gap_fails_but_first_window_alone_is_fine(config):
+    defs = build_definitions(config)
+    assert run_windows(defs, "2026-11-01").success
+    assert not run_windows(defs, "2026-11-05", raise_on_error=False).success
+    assert run_windows(defs, "2026-11-02").success
+
+
+def test_schedule_targets_newest_complete_window(config):
+    defs = build_definitions(config)
+    schedule = defs.resolve_schedule_def("event_stitching_schedule")
+    assert schedule.cron_schedule == "0 0 * * *"
+    assert schedule.job_name == "event_stitching_job"
+    with dg.DagsterInstance.ephemeral() as instance:
+        ctx = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=datetime(2026, 11, 5, 0, 0, tzinfo=UTC)
+        )
+        data = schedule.evaluate_tick(ctx)
+    assert [r.partition_key for r in data.run_requests] == ["2026-11-04"]
+
+
+def test_missing_model_column_is_a_config_error(tmp_path: Path):
+    section = sample_section()
+    section["models"][0]["timestamp"] = "no_such_column"
+    config = make_config(tmp_path / "bad.duckdb", section)
+    con = duckdb.connect()
+    with pytest.raises(ConfigError, match=r"no_such_column.*" + section["models"][0]["name"]):
+        store.read_window_events(
+            con, config.event_stitching, datetime(2026, 11, 1), datetime(2026, 11, 2), DATA
+        )
+
+
+def test_read_window_events_order_and_utc(config):
+    con = duckdb.connect()
+    events, long = store.read_window_events(
+        con, config.event_stitching, datetime(2026, 11, 2), datetime(2026, 11, 3), DATA
+    )
+    assert list(events.columns) == ["model", "event_id", "event_ts"]
+    assert list(long.columns) == ["model", "event_id", "event_ts", "identifier_type", "raw_value"]
+    keys = list(zip(events["event_ts"], events["model"], events["event_id"], strict=True))
+    assert keys == sorted(keys)
+    # app events carry ISO timestamps with a Z suffix: read as UTC
+    a001 = events[events["event_id"] == "a001"]["event_ts"].iloc[0]
+    assert a001 == pd.Timestamp("2026-11-02 08:00:00")
+    assert set(long["identifier_type"]) <= set(config.event_stitching.identifiers)
+
+
+def test_cli_run_prints_metrics_per_window(tmp_path: Path, capsys, monkeypatch):
+    import yaml
+
+    from identity_pipeline import cli
+
+    section = sample_section()
+    for m in section["models"]:
+        m["path"] = str(DATA / m["path"])
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"duckdb_path": "es.duckdb", "event_stitching": section}))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.delenv("IDENTITY_PIPELINE_DB", raising=False)
+    assert cli.main(["run", "--config", str(cfg), "--only", "event_stitching"]) == 0
+    out = capsys.readouterr().out
+    assert "event_stitching:" in out and "stitch_rate" in out
+    for key in SAMPLE_WINDOWS:
+        assert f"  {key}  " in out
+    assert (tmp_path / "es.duckdb").exists()
