@@ -161,7 +161,7 @@ def _run_event_stitching(defs, config: PipelineConfig, instance) -> bool:
         "identity_pipeline/trigger": "cli",
     }
     result = defs.resolve_job_def(JOB_NAME).execute_in_process(
-        instance=instance, tags=tags, raise_on_error=False
+        instance=instance, tags=tags, raise_on_error=False, run_config=QUIET_RUN_CONFIG
     )
     if not result.success:
         _err(f"event_stitching run {result.run_id} failed:\n{_failure_report(result)}")
