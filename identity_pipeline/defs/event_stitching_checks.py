@@ -36,6 +36,14 @@ def _keys_frame(con, context: dg.AssetCheckExecutionContext) -> None:
     con.register("__es_check_keys", pd.DataFrame({"window_key": pd.Series(keys, dtype="object")}))
 
 
+def _violations_result(bad: pd.DataFrame, count_key: str, **metadata: int) -> dg.AssetCheckResult:
+    """Pass when `bad` (the offending rows, first 20) is empty; the rows become markdown metadata."""
+    meta: dict = {**metadata, count_key: len(bad)}
+    if len(bad):
+        meta["examples"] = dg.MetadataValue.md(bad.to_markdown(index=False))
+    return dg.AssetCheckResult(passed=bad.empty, metadata=meta)
+
+
 def build_event_stitching_checks(config: PipelineConfig) -> list[dg.AssetChecksDefinition]:
     es = config.event_stitching
     assert es is not None
@@ -178,10 +186,7 @@ def build_event_stitching_checks(config: PipelineConfig) -> list[dg.AssetChecksD
                     order by r.from_id limit 20"""
             ).df()
             total = _first(con.execute(f"select count(*) from {S}.current_redirects"))
-        meta: dict = {"redirects": int(total[0]) if total else 0, "bad_redirects": len(bad)}
-        if len(bad):
-            meta["examples"] = dg.MetadataValue.md(bad.to_markdown(index=False))
-        return dg.AssetCheckResult(passed=bad.empty, metadata=meta)
+        return _violations_result(bad, "bad_redirects", redirects=int(total[0]) if total else 0)
 
     @dg.asset_check(
         asset=store.ATTRIBUTION_VIEW,
@@ -204,10 +209,7 @@ def build_event_stitching_checks(config: PipelineConfig) -> list[dg.AssetChecksD
                       and p.status is distinct from 'active'
                     limit 20"""
             ).df()
-        meta: dict = {"stale_resolved_ids": len(bad)}
-        if len(bad):
-            meta["examples"] = dg.MetadataValue.md(bad.to_markdown(index=False))
-        return dg.AssetCheckResult(passed=bad.empty, metadata=meta)
+        return _violations_result(bad, "stale_resolved_ids")
 
     @dg.asset_check(
         asset=store.VALUES_VIEW,
