@@ -118,6 +118,35 @@ def _norm(df: pd.DataFrame, columns: list[str]) -> dict[str, np.ndarray]:
     return out
 
 
+def _find(haystack: np.ndarray, needles: np.ndarray) -> np.ndarray:
+    """Position of each needle in `haystack` (distinct values), -1 where absent.
+
+    One hash pass (`pd.factorize`) over both arrays: about 2.5x faster than `pd.Index.get_indexer` on object
+    strings, and it never converts to Arrow strings (pandas 3 would for a plain `pd.Index`).
+    """
+    if len(haystack) == 0 or len(needles) == 0:
+        return np.full(len(needles), -1, dtype=np.int64)
+    codes, uniques = pd.factorize(
+        np.concatenate([np.asarray(haystack, dtype=object), needles.astype(object)])
+    )
+    pos = np.full(len(uniques) + 1, -1, dtype=np.int64)  # the extra slot answers code -1 (missing)
+    h = codes[: len(haystack)]
+    ok = h >= 0
+    pos[h[ok]] = np.flatnonzero(ok)
+    return pos[codes[len(haystack) :]]
+
+
+def _isin(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """`values` element in `pool`, by hashing (np.isin would sort object arrays)."""
+    if len(values) == 0 or len(pool) == 0:
+        return np.zeros(len(values), dtype=bool)
+    codes, uniques = pd.factorize(np.concatenate([np.asarray(pool, dtype=object), values.astype(object)]))
+    mark = np.zeros(len(uniques) + 1, dtype=bool)
+    mark[codes[: len(pool)]] = True
+    mark[-1] = False
+    return mark[codes[len(pool) :]]
+
+
 def _writable(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {c: np.array(v, copy=True) for c, v in d.items()}
 
@@ -131,10 +160,16 @@ def _concat(parts: list[dict[str, np.ndarray]], columns: list[str]) -> dict[str,
 
 
 def _sort_frame(d: dict[str, np.ndarray], by: list[str], columns: list[str]) -> pd.DataFrame:
-    df = _frame(columns, d)
-    if len(df) > 1:
-        df = df.sort_values(by, kind="mergesort").reset_index(drop=True)
-    return df
+    """Rows ordered by `by` like `DataFrame.sort_values` (stable), via sorted factorize codes + np.lexsort.
+
+    Sort keys are never missing (ids, types, values, sequences), and sorted codes compare like the strings.
+    """
+    n = len(d[columns[0]])
+    if n > 1:
+        keys = [v if v.dtype.kind in "iub" else pd.factorize(v, sort=True)[0] for v in (d[c] for c in by)]
+        order = np.lexsort(keys[::-1])
+        d = {c: v[order] for c, v in d.items()}
+    return _frame(columns, d)
 
 
 STATS: dict[str, int] = {}
@@ -203,9 +238,9 @@ def stitch_window_batched(
     # releases (start of window), as apply_releases
     audit_release: list[tuple] = []
     if ctx.releases and len(R["value"]):
-        r_index = pd.Index(_cat(R["identifier_type"], R["value"]))
+        r_keys = _cat(R["identifier_type"], R["value"])
         for (t, v), at in ctx.releases:
-            i = r_index.get_indexer([t + SEP + v])[0]
+            i = _find(r_keys, np.array([t + SEP + v], dtype=object))[0]
             if (
                 i >= 0
                 and R["quarantined"][i]
@@ -247,8 +282,7 @@ def stitch_window_batched(
         o_ts = _us(observations["event_ts"])
         o_b = observations["blocked"].to_numpy(dtype=bool)
         o_ek = _cat(o_m, o_e)
-        ev_index = pd.Index(ev["k"].to_numpy())
-        missing = ev_index.get_indexer(o_ek) < 0
+        missing = ~_isin(o_ek, ev["k"].to_numpy())
         if missing.any():
             extra = pd.DataFrame(
                 {"m": o_m[missing], "e": o_e[missing], "ts": o_ts[missing], "k": o_ek[missing]}
@@ -263,7 +297,7 @@ def stitch_window_batched(
 
     # ---- observations per event (distinct (type, value); last blocked flag wins; first-row order) ----------
     if has_obs:
-        o_pos = pd.Index(ev["k"].to_numpy()).get_indexer(o_ek).astype(np.int64)
+        o_pos = _find(ev["k"].to_numpy(), o_ek)
         o_key = _cat(o_t, o_v)
         ob = pd.DataFrame(
             {"pos": o_pos, "key": o_key, "t": o_t, "v": o_v, "b": o_b, "row": np.arange(len(o_b))}
@@ -294,19 +328,18 @@ def stitch_window_batched(
     nK = len(k_uniques)
     u_pos = U["pos"].to_numpy(dtype=np.int64)
     u_k = k_codes.astype(np.int64)
-    key_index = pd.Index(k_uniques)
     first_u = np.unique(u_k, return_index=True)[1] if nK else np.empty(0, np.int64)
     k_t = U["t"].to_numpy()[first_u] if nK else np.empty(0, object)
     k_v = U["v"].to_numpy()[first_u] if nK else np.empty(0, object)
 
     m_key = _cat(M["identifier_type"], M["value"])
-    m_k = key_index.get_indexer(m_key).astype(np.int64) if len(m_key) else np.empty(0, np.int64)
+    m_k = _find(k_uniques, m_key)
     r_key = _cat(R["identifier_type"], R["value"])
-    r_k = key_index.get_indexer(r_key).astype(np.int64) if len(r_key) else np.empty(0, np.int64)
+    r_k = _find(k_uniques, r_key)
 
-    prof_index = pd.Index(P["dinmo_stitched_profile_id"])
-    nP = len(prof_index)
-    m_p = prof_index.get_indexer(M["dinmo_stitched_profile_id"]).astype(np.int64)
+    p_ids = P["dinmo_stitched_profile_id"]
+    nP = len(p_ids)
+    m_p = _find(p_ids, M["dinmo_stitched_profile_id"])
     if (m_p < 0).any():
         return full_reference()  # memberships of profiles not loaded: leave it to the reference
     p_active = P["status"] == "active"
@@ -422,11 +455,9 @@ def stitch_window_batched(
 
     # blocked values held other than as 'blocked' evidence
     if len(B):
-        b_idx = pd.Index(np.unique(B["key"].to_numpy()))
-        mb = (b_idx.get_indexer(m_key) >= 0) & (M["status"] != "blocked") if len(m_key) else np.zeros(0, bool)
+        mb = _isin(m_key, B["key"].to_numpy()) & (M["status"] != "blocked")
         if mb.any():
-            bad_keys = pd.Index(np.unique(m_key[mb]))
-            b_bad = bad_keys.get_indexer(B["key"].to_numpy()) >= 0
+            b_bad = _isin(B["key"].to_numpy(), m_key[mb])
             bp = B["pos"].to_numpy()[b_bad]
             bp = bp[ev_usable[bp]]
             complex_c[c_ev[bp]] = True
@@ -440,7 +471,7 @@ def stitch_window_batched(
     creator_simple = creator & ev_simple
     cand = np.flatnonzero(creator_simple | ev_complex)
     cand_pid = np.array([_pid(e_m[i], e_e[i]) for i in cand], dtype=object)
-    if nP and len(cand) and prof_index.get_indexer(cand_pid).max() >= 0:
+    if nP and len(cand) and _isin(cand_pid, p_ids).any():
         return full_reference()
     pid_of_pos = dict(zip(cand_pid.tolist(), cand.tolist(), strict=True))
 
@@ -451,16 +482,13 @@ def stitch_window_batched(
         cx_comp = np.zeros(n_comp, dtype=bool)
         cx_comp[c_ev[cx_pos]] = True
         cx_prof = linked_p[cx_comp[c_prof[linked_p]]]
-        cx_prof_set = set(P["dinmo_stitched_profile_id"][cx_prof].tolist())
-        red_sel = np.array([to in cx_prof_set for to in D["to_id"]], dtype=bool)
-        from_ids = set(D["from_id"][red_sel].tolist())
-        p_sel = np.array(
-            [p in cx_prof_set or p in from_ids for p in P["dinmo_stitched_profile_id"]], dtype=bool
-        )
+        cx_prof_ids = p_ids[cx_prof]
+        red_sel = _isin(D["to_id"], cx_prof_ids)
+        p_sel = _isin(p_ids, np.concatenate([cx_prof_ids, D["from_id"][red_sel]]))
         mem_sel = np.isin(m_p, cx_prof)
-        cx_ev_keys = set(ev["k"].to_numpy()[cx_pos].tolist())
-        cx_keys = set(ob["key"].to_numpy()[np.isin(ob["pos"].to_numpy(), cx_pos)].tolist())
-        reg_sel = np.array([k in cx_keys for k in r_key], dtype=bool)
+        cx_ev_keys = ev["k"].to_numpy()[cx_pos]
+        cx_keys = ob["key"].to_numpy()[ev_complex[ob["pos"].to_numpy()]]
+        reg_sel = _isin(r_key, cx_keys)
         sub = GraphState(
             profiles=_frame(PROFILE_COLUMNS, _take(P, p_sel)),
             profile_values=_frame(PROFILE_VALUE_COLUMNS, _take(M, mem_sel)),
@@ -471,10 +499,8 @@ def stitch_window_batched(
         cx_events = None
         if events is not None and len(events):
             ek = _cat(_obj(events["model"]), _obj(events["event_id"]))
-            cx_events = events[np.array([k in cx_ev_keys for k in ek], dtype=bool)]
-        cx_obs = (
-            observations[np.array([k in cx_ev_keys for k in o_ek], dtype=bool)] if has_obs else observations
-        )
+            cx_events = events[_isin(ek, cx_ev_keys)]
+        cx_obs = observations[_isin(o_ek, cx_ev_keys)] if has_obs else observations
         g, cctx = run_reference(sub, cx_events, cx_obs, config, window_key)
         cx_state = g.to_state()
         cx_created, cx_merged = cctx.profiles_created, cctx.profiles_merged
@@ -547,7 +573,7 @@ def stitch_window_batched(
         ca = list(zip(*cx_attr, strict=True))
         cx_m = np.array(ca[0], dtype=object)
         cx_e = np.array(ca[1], dtype=object)
-        cpos = pd.Index(ev["k"].to_numpy()).get_indexer(_cat(cx_m, cx_e)).astype(np.int64)
+        cpos = _find(ev["k"].to_numpy(), _cat(cx_m, cx_e))
         A_cx = {
             "pos": cpos,
             "model": cx_m,
@@ -599,10 +625,8 @@ def stitch_window_batched(
         if kind == 0:
             o1 = np.full(n, -1, dtype=np.int64)
         else:
-            o1 = (
-                pd.Index(ev["k"].to_numpy())
-                .get_indexer(_cat(np.array(cols_[7], dtype=object), np.array(cols_[8], dtype=object)))
-                .astype(np.int64)
+            o1 = _find(
+                ev["k"].to_numpy(), _cat(np.array(cols_[7], dtype=object), np.array(cols_[8], dtype=object))
             )
         d = {
             "o1": o1,
@@ -702,11 +726,9 @@ def stitch_window_batched(
                 t=("t", "first"), v=("v", "first"), n=("ts", "size"), mn=("ts", "min"), mx=("ts", "max")
             )
             agg = agg.reset_index()
-            mem_idx = pd.Index(_cat(M["dinmo_stitched_profile_id"], m_key))
-            j = (
-                mem_idx.get_indexer(_cat(agg["pid"].to_numpy(), agg["key"].to_numpy()))
-                if len(m_key)
-                else np.full(len(agg), -1)
+            j = _find(
+                _cat(M["dinmo_stitched_profile_id"], m_key),
+                _cat(agg["pid"].to_numpy(), agg["key"].to_numpy()),
             )
             exist = j >= 0
             if exist.any():

@@ -83,6 +83,12 @@ def us_to_ts(value: int | None) -> pd.Timestamp | None:
 
 
 def _strs(series: pd.Series) -> list[str | None]:
+    """Python strings (None for missing). String dtypes convert in one call: iterating an Arrow-backed
+    pandas 3 `str` Series element by element is ~10x slower."""
+    if len(series) == 0:
+        return []
+    if series.dtype != object and pd.api.types.is_string_dtype(series.dtype):
+        return series.to_numpy(dtype=object, na_value=None).tolist()
     return [
         None if (v is None or v is pd.NA or (isinstance(v, float) and v != v)) else str(v) for v in series
     ]
