@@ -57,7 +57,7 @@ def _truth_sql(base: Path) -> str:
 
 
 def _pairs(con, pred: str, src: str) -> dict[str, float]:
-    n, persons, profiles, truth, predicted, tp = con.execute(PAIRS_SQL.format(pred=pred, src=src)).fetchone()
+    n, persons, profiles, truth, predicted, tp = con.execute(PAIRS_SQL.format(pred=pred, src=src)).fetchall()[0]
     truth, predicted, tp = int(truth or 0), int(predicted or 0), int(tp or 0)
     return {
         "events": int(n),
@@ -95,7 +95,7 @@ def naive_components(con, base: Path) -> dict[str, float]:
     edges = con.execute(
         "select idx, k from (select idx, unnest(ids) as k from __naive_ev) where k is not null"
     ).df()
-    n_ev = int(con.execute("select count(*) from __naive_ev").fetchone()[0])
+    n_ev = int(con.execute("select count(*) from __naive_ev").fetchall()[0][0])
     codes, _ = pd.factorize(edges["k"])
     rows = edges["idx"].to_numpy(dtype=np.int64)
     cols = n_ev + codes.astype(np.int64)

@@ -96,6 +96,7 @@ def test_protection_limits_hold(stream):
 
 
 def _comparable_state(state: GraphState) -> dict[str, pd.DataFrame]:
+    state = state.sorted()
     return {
         "profiles": state.profiles,
         "profile_values": state.profile_values,

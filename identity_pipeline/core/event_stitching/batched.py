@@ -159,19 +159,6 @@ def _concat(parts: list[dict[str, np.ndarray]], columns: list[str]) -> dict[str,
     return {c: np.concatenate([p[c] for p in parts]) if parts else np.empty(0) for c in columns}
 
 
-def _sort_frame(d: dict[str, np.ndarray], by: list[str], columns: list[str]) -> pd.DataFrame:
-    """Rows ordered by `by` like `DataFrame.sort_values` (stable), via sorted factorize codes + np.lexsort.
-
-    Sort keys are never missing (ids, types, values, sequences), and sorted codes compare like the strings.
-    """
-    n = len(d[columns[0]])
-    if n > 1:
-        keys = [v if v.dtype.kind in "iub" else pd.factorize(v, sort=True)[0] for v in (d[c] for c in by)]
-        order = np.lexsort(keys[::-1])
-        d = {c: v[order] for c, v in d.items()}
-    return _frame(columns, d)
-
-
 STATS: dict[str, int] = {}
 DEBUG: dict = {}
 
@@ -683,9 +670,7 @@ def stitch_window_batched(
     reg_parts = [_take(R2, ~reg_sel), R_new]
     if cx_state is not None:
         reg_parts.append(_norm(cx_state.value_registry, REGISTRY_COLUMNS))
-    registry = _sort_frame(
-        _concat(reg_parts, REGISTRY_COLUMNS), ["identifier_type", "value"], REGISTRY_COLUMNS
-    )
+    registry = _frame(REGISTRY_COLUMNS, _concat(reg_parts, REGISTRY_COLUMNS))
 
     # memberships: usable keys (active) on the component's target
     M2 = {c: v.copy() for c, v in M.items()}
@@ -751,11 +736,7 @@ def stitch_window_batched(
     mem_parts.insert(0, _take(M2, ~mem_sel))
     if cx_state is not None:
         mem_parts.append(_norm(cx_state.profile_values, PROFILE_VALUE_COLUMNS))
-    memberships = _sort_frame(
-        _concat(mem_parts, PROFILE_VALUE_COLUMNS),
-        ["dinmo_stitched_profile_id", "identifier_type", "value"],
-        PROFILE_VALUE_COLUMNS,
-    )
+    memberships = _frame(PROFILE_VALUE_COLUMNS, _concat(mem_parts, PROFILE_VALUE_COLUMNS))
 
     # profiles
     c_n = np.bincount(sc, minlength=n_comp)
@@ -807,17 +788,13 @@ def stitch_window_batched(
     P_new["created_sequence"] = np.array([seq_of[int(p)] for p in cr_pos], dtype=np.int64)
     if cx_state is not None:
         CP["created_sequence"][is_new] = np.array([seq_of[int(p)] for p in cpos], dtype=np.int64)
-    profiles = _sort_frame(
-        _concat(prof_parts, PROFILE_COLUMNS),
-        ["created_sequence", "dinmo_stitched_profile_id"],
-        PROFILE_COLUMNS,
-    )
+    profiles = _frame(PROFILE_COLUMNS, _concat(prof_parts, PROFILE_COLUMNS))
 
     # redirects
     red_parts = [_take(D, ~red_sel)]
     if cx_state is not None:
         red_parts.append(_norm(cx_state.redirects, REDIRECT_COLUMNS))
-    redirects = _sort_frame(_concat(red_parts, REDIRECT_COLUMNS), ["from_id"], REDIRECT_COLUMNS)
+    redirects = _frame(REDIRECT_COLUMNS, _concat(red_parts, REDIRECT_COLUMNS))
 
     new_state = GraphState(
         profiles=profiles,

@@ -44,6 +44,13 @@ REGISTRY_COLUMNS = [
     "event_count",
 ]
 REDIRECT_COLUMNS = ["from_id", "to_id", "merged_at", "evidence_model", "evidence_event_id", "window_key"]
+# canonical row order of each state table (`GraphState.sorted`); the reference's `Graph.to_state` emits it
+SORT_KEYS = {
+    "profiles": ["created_sequence", "dinmo_stitched_profile_id"],
+    "profile_values": ["dinmo_stitched_profile_id", "identifier_type", "value"],
+    "value_registry": ["identifier_type", "value"],
+    "redirects": ["from_id"],
+}
 
 _TS = {"created_at", "first_seen_at", "last_seen_at", "quarantined_at", "merged_at"}
 _INT = {"created_sequence", "event_count"}
@@ -111,6 +118,18 @@ class GraphState:
             redirects=_frame(REDIRECT_COLUMNS),
             next_sequence=1,
         )
+
+    def sorted(self) -> GraphState:
+        """The same state in canonical row order (profiles by creation, the others by key).
+
+        Row order carries no meaning (the store diffs and persists sets of rows), so the fast path skips
+        for sorting; compare states through this.
+        """
+        frames = {}
+        for name, by in SORT_KEYS.items():
+            df = getattr(self, name)
+            frames[name] = df.sort_values(by, kind="mergesort").reset_index(drop=True) if len(df) > 1 else df
+        return GraphState(**frames, next_sequence=self.next_sequence)
 
     def subgraph(self, values: pd.DataFrame) -> GraphState:
         """The part of the state a window with these (identifier_type, value) pairs touches.
