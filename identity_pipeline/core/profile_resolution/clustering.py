@@ -141,7 +141,7 @@ def build_clusters(con: duckdb.DuckDBPyConnection, pr: ProfileResolutionConfig) 
         if cfg.max_values_per_profile is not None:
             vals = con.execute(
                 f"select rid, value from {SCHEMA}.identifier_values "
-                "where identifier = ? and status = 'usable'",
+                "where identifier = ? and status <> 'blocked'",
                 [ident],
             ).df()
             limited[ident] = (cfg.max_values_per_profile, vals)
