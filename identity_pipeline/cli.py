@@ -181,9 +181,9 @@ ES_SUMMARY_COLUMNS = (
     ("profiles_created", "created", "{:.0f}"),
     ("profiles_merged", "merged", "{:.0f}"),
     ("known_profile_share", "known_share", "{:.1%}"),
-    ("conflicted_values", "conflicted", "{:.0f}"),
+    ("values_quarantined", "conflicted", "{:.0f}"),
     ("active_conflicts", "active_conflicts", "{:.0f}"),
-    ("demoted_values", "demoted", "{:.0f}"),
+    ("values_demoted", "demoted", "{:.0f}"),
     ("duration_seconds", "seconds", "{:.2f}"),
 )
 

@@ -37,9 +37,9 @@ HEADLINE_METRICS = (
     "known_profile_share",
     "profiles_created",
     "profiles_merged",
-    "conflicted_values",
+    "values_quarantined",
     "active_conflicts",
-    "demoted_values",
+    "values_demoted",
     "duration_seconds",
 )
 

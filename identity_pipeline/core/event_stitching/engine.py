@@ -2,7 +2,8 @@
 
 The engine is pure (no I/O, no Dagster): the store loads the subgraph the window touches, calls
 `stitch_window`, diffs the returned state against what it loaded and persists the window's output rows.
-Today it runs the reference implementation (`reference.py`); a batched fast path must give identical outputs.
+By default it takes the batched fast path (`batched.py`), which must give the reference's
+(`reference.py`) outputs exactly.
 """
 
 from __future__ import annotations

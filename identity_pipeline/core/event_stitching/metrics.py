@@ -30,6 +30,7 @@ def _event_counts(statuses: list, reasons: list) -> dict[str, float]:
     stitched = sum(1 for s in statuses if s == "stitched")
     out: dict[str, float] = {"events_processed": n, "events_stitched": stitched}
     rc = Counter(reasons)
+    out["events_excluded"] = n - stitched
     for r in REASONS:
         out[f"events_excluded_{r}"] = rc.get(r, 0)
     out["stitch_rate"] = stitched / n if n else 0.0
@@ -84,7 +85,7 @@ def window_metrics(
         lst[1].append(r)
     by_model = pd.DataFrame(
         [{"model": m, **_event_counts(*per_model[m])} for m in sorted(per_model)],
-        columns=["model", "events_processed", "events_stitched"]
+        columns=["model", "events_processed", "events_stitched", "events_excluded"]
         + [f"events_excluded_{r}" for r in REASONS]
         + ["stitch_rate"],
     )
