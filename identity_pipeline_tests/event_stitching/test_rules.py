@@ -215,7 +215,11 @@ def test_rule_6_new_anchor_over_limit_is_dropped():
     )
     assert attribution(r)["e2"] == (pid("e1"), "stitched", None)
     assert values_of(state, pid("e1")) == {("user_id", "u1"): "active", ("email", "x@y.com"): "active"}
-    assert [a["value"] for a in audits(r, "dropped_anchor_value")] == ["z@y.com"]
+    # spec rule 6: a new anchor over the limit is dropped and audited as limit_conflict (no other profile)
+    lc = audits(r, "limit_conflict")
+    assert [
+        (a["value"], a["dinmo_stitched_profile_id"], a["other_dinmo_stitched_profile_id"]) for a in lc
+    ] == [("z@y.com", pid("e1"), None)]
 
 
 def test_rule_6_weak_value_on_incompatible_profile_merges_nothing_and_is_attached_too():

@@ -185,7 +185,7 @@ def test_dropped_anchor_value_keeps_the_stronger_identity():
         ("email", "a@x.com"): "active",
         ("anonymous_id", "z"): "active",
     }
-    assert r.metrics["anchor_values_dropped"] == 1
+    assert r.metrics["limit_conflicts"] == 1  # the dropped new anchor, audited limit_conflict (spec rule 6)
 
 
 def test_blocked_placeholder_email_never_merges():

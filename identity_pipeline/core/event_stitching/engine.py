@@ -50,7 +50,6 @@ AUDIT_TYPES = (
     "reactivated_value",
     "merge",
     "limit_conflict",
-    "dropped_anchor_value",
 )
 
 

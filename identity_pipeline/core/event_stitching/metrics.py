@@ -20,7 +20,6 @@ AUDIT_METRICS = {
     "released_value": "values_released",
     "demoted_value": "values_demoted",
     "reactivated_value": "values_reactivated",
-    "dropped_anchor_value": "anchor_values_dropped",
     "limit_conflict": "limit_conflicts",
 }
 

@@ -2,8 +2,8 @@
 
 Written to be obviously correct, not clever: events are processed one by one in (event_ts, model, event_id)
 order against the dict form of the graph (`state.Graph`). Any faster path must produce exactly the same
-outputs. Rule numbers refer to /work/shared/spec/event-stitching.md, "Per-event decision", and every choice
-the spec leaves open is written down in docs/event-stitching.md.
+outputs. Rule numbers are the spec's "Per-event decision" rules, restated in docs/event-stitching.md with
+every choice the spec leaves open.
 """
 
 from __future__ import annotations
@@ -336,14 +336,14 @@ def rule_6_walk(g: Graph, ctx: Context, ts, model, eid, usable: list[Key]):
                 if not fits(t_active.get(t), accepted.get(t), v, ctx.unique_limit[t]):
                     ctx.audit(
                         ts,
-                        "dropped_anchor_value",
+                        "limit_conflict",  # spec rule 6: both kinds of dropped anchor are limit_conflict
                         t,
                         v,
                         target,
                         None,
                         model,
                         eid,
-                        "new anchor value would exceed max_unique_values_per_profile",
+                        "new anchor value dropped: it would exceed max_unique_values_per_profile",
                     )
                     continue
             elif holder != target:
