@@ -57,7 +57,9 @@ def _truth_sql(base: Path) -> str:
 
 
 def _pairs(con, pred: str, src: str) -> dict[str, float]:
-    n, persons, profiles, truth, predicted, tp = con.execute(PAIRS_SQL.format(pred=pred, src=src)).fetchall()[0]
+    n, persons, profiles, truth, predicted, tp = con.execute(PAIRS_SQL.format(pred=pred, src=src)).fetchall()[
+        0
+    ]
     truth, predicted, tp = int(truth or 0), int(predicted or 0), int(tp or 0)
     return {
         "events": int(n),
