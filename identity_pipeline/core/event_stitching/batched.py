@@ -32,8 +32,6 @@ test_batched_equivalence.py):
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -41,11 +39,7 @@ from scipy.sparse.csgraph import connected_components
 
 from identity_pipeline.config.event_stitching import EventStitchingConfig
 from identity_pipeline.core.event_stitching.metrics import window_metrics
-from identity_pipeline.core.event_stitching.reference import (
-    PROFILE_PREFIX,
-    Context,
-    run_reference,
-)
+from identity_pipeline.core.event_stitching.reference import Context, profile_id_for, run_reference
 from identity_pipeline.core.event_stitching.rules.quarantine import release_applies
 from identity_pipeline.core.event_stitching.state import (
     NAT,
@@ -168,10 +162,6 @@ def _why(flags: np.ndarray, reason: str) -> None:
     n = int(flags.sum())
     STATS[reason] = STATS.get(reason, 0) + n - STATS.get("_total", 0)
     STATS["_total"] = n
-
-
-def _pid(model: str, eid: str) -> str:
-    return PROFILE_PREFIX + hashlib.sha256(f"{model}\x1f{eid}".encode()).hexdigest()[:16]
 
 
 def _rows_frame(data: dict[str, np.ndarray], columns: list[str], ts_col: str) -> pd.DataFrame:
@@ -457,7 +447,7 @@ def stitch_window_batched(
     # created ids must not collide with loaded profiles (the reference would derive another id)
     creator_simple = creator & ev_simple
     cand = np.flatnonzero(creator_simple | ev_complex)
-    cand_pid = np.array([_pid(e_m[i], e_e[i]) for i in cand], dtype=object)
+    cand_pid = np.array([profile_id_for(e_m[i], e_e[i]) for i in cand], dtype=object)
     if nP and len(cand) and _isin(cand_pid, p_ids).any():
         return full_reference()
     pid_of_pos = dict(zip(cand_pid.tolist(), cand.tolist(), strict=True))
@@ -507,7 +497,7 @@ def stitch_window_batched(
     comp_target = np.full(n_comp, None, dtype=object)
     comp_new = np.zeros(n_comp, dtype=bool)
     cr = np.flatnonzero(creator_simple)
-    comp_target[c_ev[cr]] = np.array([_pid(e_m[i], e_e[i]) for i in cr], dtype=object)
+    comp_target[c_ev[cr]] = cand_pid[np.searchsorted(cand, cr)]  # cr is a subset of the sorted cand
     comp_new[c_ev[cr]] = True
     comp_creator = np.full(n_comp, -1, dtype=np.int64)
     comp_creator[c_ev[cr]] = cr
