@@ -36,17 +36,26 @@ def _instance():
 
 
 def _validate_sources(config: PipelineConfig) -> None:
-    """Bind every configured column / expression / key against the real sources (raises ConfigError)."""
-    if config.profile_resolution is None:
+    """Bind every configured column / expression / key against the real sources (raises ConfigError):
+    profile sources, and event models (columns exist, every event has an id and a parseable timestamp)."""
+    pr, es = config.profile_resolution, config.event_stitching
+    if pr is None and es is None:
         return
-    from identity_pipeline.core.profile_resolution.pipeline import validate_sources
-
-    uses_tables = any(s.table is not None for s in config.profile_resolution.sources)
+    uses_tables = any(s.table is not None for s in (pr.sources if pr is not None else [])) or any(
+        m.table is not None for m in (es.models if es is not None else [])
+    )
     db = config.database_path()
     # sources that are DuckDB tables live in the pipeline file (read-only); files need no database
     con = duckdb.connect(str(db), read_only=True) if uses_tables and db.exists() else duckdb.connect()
     try:
-        validate_sources(con, config)
+        if pr is not None:
+            from identity_pipeline.core.profile_resolution.pipeline import validate_sources
+
+            validate_sources(con, config)
+        if es is not None:
+            from identity_pipeline.core.event_stitching.store import validate_models
+
+            validate_models(con, es, config.base_path())
     finally:
         con.close()
 

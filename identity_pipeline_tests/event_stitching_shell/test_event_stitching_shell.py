@@ -217,3 +217,27 @@ def test_cli_run_prints_metrics_per_window(tmp_path: Path, capsys, monkeypatch):
     for key in SAMPLE_WINDOWS:
         assert f"  {key}  " in out
     assert (tmp_path / "es.duckdb").exists()
+
+
+def test_cli_validate_checks_event_models_before_anything_is_written(tmp_path: Path, capsys):
+    import yaml
+
+    from identity_pipeline import cli
+
+    section = sample_section()
+    for m in section["models"]:
+        m["path"] = str(DATA / m["path"])
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"duckdb_path": "es.duckdb", "event_stitching": section}))
+    assert cli.main(["validate", "--config", str(cfg)]) == 0
+    assert f"event_stitching: {len(section['models'])} model(s)" in capsys.readouterr().out
+
+    model = section["models"][0]
+    model["timestamp"] = "no_such_column"
+    cfg.write_text(yaml.safe_dump({"duckdb_path": "es.duckdb", "event_stitching": section}))
+    for command in ("validate", "run"):
+        assert cli.main([command, "--config", str(cfg)]) == 2
+        err = capsys.readouterr().err
+        assert f"event_stitching.models.{model['name']}.timestamp" in err and "'no_such_column'" in err
+        assert "Traceback" not in err
+    assert not (tmp_path / "es.duckdb").exists()  # nothing written
