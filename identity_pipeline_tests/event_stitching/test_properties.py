@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pandas.testing as pdt
 from hypothesis import HealthCheck, given, settings
 
 from identity_pipeline.core.event_stitching.metrics import active_conflicts
-from identity_pipeline.core.event_stitching.state import GraphState
+from identity_pipeline.core.event_stitching.state import (
+    GraphState,
+    carry_merged_memberships,
+    profile_wide_types,
+)
 from identity_pipeline_tests.event_stitching.strategies import (
     reference_stitch,
     run_stream,
@@ -179,4 +184,57 @@ def test_subgraph_state_gives_same_result_as_full_state(stream):
             assert not (set(rest.index) & in_sub), name
             before = getattr(state, name).set_index(keys)
             pdt.assert_frame_equal(rest, before.loc[rest.index], obj=name, check_index_type=False)
+        state = full.state
+
+
+def _store_like(before: GraphState, loaded: GraphState, out: GraphState, window_key: str) -> GraphState:
+    """The state a store keeps after a window run on `loaded` (a part of `before`): rows it did not load
+    stay, loaded rows are replaced by the run's rows, and the window's merges carry the unloaded
+    memberships of merged profiles (`carry_merged_memberships`)."""
+    frames = {}
+    for name, keys in _KEYS.items():
+        b, ld, o = getattr(before, name), getattr(loaded, name), getattr(out, name)
+        loaded_keys = set(_keys(ld, keys))
+        kept = b[[k not in loaded_keys for k in _keys(b, keys)]]
+        frames[name] = pd.concat([kept, o], ignore_index=True)
+    red = out.redirects[out.redirects["window_key"] == window_key]
+    merged_to = dict(zip(red["from_id"], red["to_id"], strict=True))
+    pv = frames["profile_values"]
+    loaded_pv = set(_keys(loaded.profile_values, _KEYS["profile_values"]))
+    unloaded = np.array([k not in loaded_pv for k in _keys(pv, _KEYS["profile_values"])], dtype=bool)
+    losers = pv[pv["dinmo_stitched_profile_id"].isin(list(merged_to)) & unloaded]
+    values = set(_keys(losers, ["identifier_type", "value"]))
+    moved = pv[
+        pv["dinmo_stitched_profile_id"].isin(list(merged_to.values()))
+        & unloaded
+        & np.array([k in values for k in _keys(pv, ["identifier_type", "value"])], dtype=bool)
+    ]
+    touched = pd.concat([losers, moved])
+    rest = pv.drop(index=touched.index)
+    frames["profile_values"] = pd.concat(
+        [rest, carry_merged_memberships(touched, merged_to)], ignore_index=True
+    )
+    return GraphState(**frames, next_sequence=out.next_sequence)
+
+
+@SETTINGS
+@given(streams())
+def test_profile_wide_subgraph_with_carried_memberships_gives_the_full_state(stream):
+    """Loading only the memberships the rules read (window values + `profile_wide_types`) and carrying the
+    others on merges, as the store does, gives the same outputs and the same whole state as the full state."""
+    config, windows = stream
+    wide = profile_wide_types(config)
+    state = GraphState.empty()
+    stored = GraphState.empty()
+    for i, evs in enumerate(windows):
+        events_df, obs = window_inputs(evs, config)
+        full = reference_stitch(state, events_df, obs, config, f"w{i}")
+        loaded = stored.subgraph(obs, wide)
+        sub = reference_stitch(loaded, events_df, obs, config, f"w{i}")
+        pdt.assert_frame_equal(full.attribution, sub.attribution)
+        pdt.assert_frame_equal(full.audit_events, sub.audit_events)
+        assert full.metrics == sub.metrics
+        stored = _store_like(stored, loaded, sub.state, f"w{i}")
+        for name, df in _comparable_state(full.state).items():
+            pdt.assert_frame_equal(_comparable_state(stored)[name], df, obj=name)
         state = full.state

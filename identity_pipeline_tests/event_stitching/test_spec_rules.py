@@ -677,6 +677,41 @@ def test_guarantee_window_loads_only_the_graph_state_its_values_touch():
     assert (untouched[pid("e2")], untouched[pid("e5")], untouched[p1]) == (1, 1, 4)
 
 
+def test_guarantees_a_window_loads_only_the_memberships_its_rules_read_and_merges_carry_the_rest():
+    # Day 1: P1 = {user u1, anon a1, sessions s1, s2}, P2 = {anon a2, session s3}. Day 2 sees a1 and a2
+    # (P2 merges into P1) but no session: the window loads the anchors and the window's values only, and
+    # P2's session moves to P1 in the store all the same.
+    cfg = make_config()
+    con = store_run(
+        cfg,
+        [
+            (
+                "2026-11-01",
+                [
+                    ev("e1", 1, user_id="u1", anonymous_id="a1", session_id="s1"),
+                    ev("e2", 50, anonymous_id="a1", session_id="s2"),
+                    ev("e3", 60, anonymous_id="a2", session_id="s3"),
+                ],
+            )
+        ],
+    )
+    p1, p2 = pid("e1"), pid("e3")
+    window = store.window_for_key(cfg, "2026-11-02")
+    events, long = frames([ev("e4", DAY + 1, anonymous_id=["a1", "a2"])])
+    obs = extract_observations(long, cfg)
+    sub = store.load_subgraph(con, obs, window, cfg)
+    assert sorted(
+        zip(sub.profile_values["dinmo_stitched_profile_id"], sub.profile_values["value"], strict=True)
+    ) == sorted([(p1, "a1"), (p1, "u1"), (p2, "a2")])
+    store.process_window(con, cfg, window, events, obs)
+    values = {(r["dinmo_stitched_profile_id"], r["value"]): r for r in view(con, store.VALUES_VIEW)}
+    assert sorted(values) == sorted((p1, v) for v in ("u1", "a1", "a2", "s1", "s2", "s3"))
+    s3 = values[(p1, "s3")]
+    assert (s3["status"], s3["event_count"], s3["first_seen_at"]) == ("expired", 1, at(60))
+    profiles = {r["dinmo_stitched_profile_id"]: r for r in view(con, store.PROFILES_VIEW)}
+    assert (profiles[p2]["status"], profiles[p1]["event_count"]) == ("merged", 4)
+
+
 # ============================================================================================================
 # Scenario catalogue (hand-written expected graphs)
 # ============================================================================================================

@@ -131,18 +131,23 @@ class GraphState:
             frames[name] = df.sort_values(by, kind="mergesort").reset_index(drop=True) if len(df) > 1 else df
         return GraphState(**frames, next_sequence=self.next_sequence)
 
-    def subgraph(self, values: pd.DataFrame) -> GraphState:
+    def subgraph(self, values: pd.DataFrame, profile_wide: list[str] | None = None) -> GraphState:
         """The part of the state a window with these (identifier_type, value) pairs touches.
 
-        Registry rows and memberships of the values, the profiles holding them, ALL memberships of those
-        profiles, the redirects pointing to those profiles and the (merged) profiles those redirects come
-        from. The engine gives the same decisions on this subgraph as on the full state.
+        Registry rows and memberships of the values, the profiles holding them, the memberships of those
+        profiles (all of them, or with `profile_wide` only those of these types: see `profile_wide_types`),
+        the redirects pointing to those profiles and the (merged) profiles those redirects come from. The
+        engine gives the same decisions on this subgraph as on the full state; with `profile_wide`, the
+        memberships left out follow the window's merges through `carry_merged_memberships`.
         """
         keys = set(zip(_strs(values["identifier_type"]), _strs(values["value"]), strict=True))
         pv = self.profile_values
         pv_keys = pd.Series(list(zip(pv["identifier_type"], pv["value"], strict=True)), dtype="object")
         hit = pv_keys.isin(keys).to_numpy() if len(pv) else np.zeros(0, dtype=bool)
         pids = set(pv.loc[hit, "dinmo_stitched_profile_id"])
+        if profile_wide is not None:
+            wide = pv["identifier_type"].isin(profile_wide).to_numpy() if len(pv) else hit
+            pv = pv[hit | wide]
         reg = self.value_registry
         reg_keys = pd.Series(list(zip(reg["identifier_type"], reg["value"], strict=True)), dtype="object")
         reg_hit = reg_keys.isin(keys).to_numpy() if len(reg) else np.zeros(0, dtype=bool)
@@ -157,6 +162,53 @@ class GraphState:
             redirects=redirects.reset_index(drop=True),
             next_sequence=self.next_sequence,
         )
+
+
+def profile_wide_types(config) -> list[str]:
+    """Identifier types whose memberships the rules read across the whole profile, not only for the window's
+    values: anchors (compatibility, Known) and weak types with `max_unique_values_per_profile` (LRU
+    demotion). Other memberships of a profile are read only when the window sees their value, so a window
+    need not load them (a returning visitor's old sessions): `carry_merged_memberships` moves them on merges.
+    """
+    return sorted(
+        t for t, p in config.identifiers.items() if p.anchor or p.max_unique_values_per_profile is not None
+    )
+
+
+def carry_merged_memberships(unloaded: pd.DataFrame, merged_to: dict[str, str]) -> pd.DataFrame:
+    """Memberships a window did not load, after its merges (`merged_to`: merged profile -> survivor).
+
+    `unloaded` holds the not-loaded rows of the merged profiles and the survivor's rows of the same values.
+    Each row moves to its profile's survivor and rows meeting on one value combine as `merge_profiles`
+    combines loaded ones: the highest-ranked status, earliest first_seen, latest last_seen, summed counts.
+    Returns the rows that replace `unloaded` (PROFILE_VALUE_COLUMNS).
+    """
+    if len(unloaded) == 0:
+        return unloaded[PROFILE_VALUE_COLUMNS].reset_index(drop=True)
+    df = unloaded[PROFILE_VALUE_COLUMNS].copy()
+    pid = df["dinmo_stitched_profile_id"].astype(object)
+    df["dinmo_stitched_profile_id"] = pid.map(merged_to).fillna(pid).astype(object)
+    df["rank"] = df["status"].map(STATUS_RANK).astype("int64")
+    out = df.groupby(
+        ["dinmo_stitched_profile_id", "identifier_type", "value"], sort=True, as_index=False
+    ).agg(
+        rank=("rank", "max"),
+        first_seen_at=("first_seen_at", "min"),
+        last_seen_at=("last_seen_at", "max"),
+        event_count=("event_count", "sum"),
+    )
+    out["status"] = out["rank"].map({r: s for s, r in STATUS_RANK.items()})
+    return _frame(
+        PROFILE_VALUE_COLUMNS,
+        {
+            c: (
+                out[c].astype("datetime64[us]").to_numpy().view(np.int64).tolist()
+                if c in _TS
+                else out[c].tolist()
+            )
+            for c in PROFILE_VALUE_COLUMNS
+        },
+    )
 
 
 # ------------------------------------------------------------------------------------------------------------

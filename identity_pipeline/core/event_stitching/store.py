@@ -561,13 +561,32 @@ def _fit(df: pd.DataFrame | None, name: str) -> pd.DataFrame:
     return df[cols]
 
 
+def _types_sql(types: list[str]) -> str:
+    if not types:
+        return "false"
+    return "identifier_type in (" + ", ".join("'" + t.replace("'", "''") + "'" for t in types) + ")"
+
+
+_IN_WINDOW = (
+    "exists (select 1 from __es_wv w where w.identifier_type = profile_values.identifier_type "
+    "and w.value = profile_values.value)"
+)
+
+
 def load_subgraph(
-    con: duckdb.DuckDBPyConnection, values_df: pd.DataFrame, before_window: Window | datetime
+    con: duckdb.DuckDBPyConnection,
+    values_df: pd.DataFrame,
+    before_window: Window | datetime,
+    config: Any = None,
 ) -> Any:
     """GraphState for the values of a window, as left by the windows before `before_window`.
 
     Holds: registry rows and memberships of the given (identifier_type, value) pairs, the profiles holding
-    them, ALL memberships of those profiles, and the redirects pointing to those profiles.
+    them, the memberships of those profiles, and the redirects pointing to those profiles. With `config`,
+    only the memberships the rules read: the window's values and the `profile_wide_types` (anchors,
+    capacity-limited weak types); the others (old sessions, cookies...) stay in the store and follow the
+    window's merges through `carry_unloaded_memberships`. So a window's cost does not grow with the history
+    of the profiles it touches.
     """
     from identity_pipeline.core.event_stitching.state import GraphState
 
@@ -603,7 +622,12 @@ def load_subgraph(
         p,
     ).fetchall()
     in_pids = "dinmo_stitched_profile_id in (select dinmo_stitched_profile_id from __es_pids)"
-    memberships = con.execute(_latest("profile_values", f"{before} and {in_pids}"), p).df()
+    rule_read = ""
+    if config is not None:
+        from identity_pipeline.core.event_stitching.state import profile_wide_types
+
+        rule_read = f" and ({_types_sql(profile_wide_types(config))} or {_IN_WINDOW})"
+    memberships = con.execute(_latest("profile_values", f"{before} and {in_pids}{rule_read}"), p).df()
     redirects = con.execute(
         "select * from ("
         + _latest(
@@ -640,6 +664,59 @@ def load_subgraph(
         ),
     )
     return state
+
+
+def carry_unloaded_memberships(
+    con: duckdb.DuckDBPyConnection, config: Any, window: Window, loaded: Any, result_state: Any
+) -> tuple[Any, Any]:
+    """(loaded, result) states extended with the memberships `load_subgraph(config=...)` left out that
+    the window's merges move: those of each profile merged in this window, and its survivor's rows of the
+    same values, before and after `carry_merged_memberships`. `save_window` then diffs them like the rest.
+    Call right after `load_subgraph` (it reads the window's values table `__es_wv`)."""
+    from dataclasses import replace
+
+    from identity_pipeline.core.event_stitching.state import carry_merged_memberships, profile_wide_types
+
+    red = result_state.redirects
+    red = red[red["window_key"] == window.key]
+    if len(red) == 0:
+        return loaded, result_state
+    merged_to = dict(zip(red["from_id"].astype(object), red["to_id"].astype(object), strict=True))
+    not_loaded = f"not {_types_sql(profile_wide_types(config))} and not {_IN_WINDOW}"
+    con.register("__es_merged", pd.DataFrame({"from_id": list(merged_to), "to_id": list(merged_to.values())}))
+    try:
+        con.execute(
+            "create or replace temp table __es_carry as "
+            + _latest(
+                "profile_values",
+                "version_window_start < $ws and dinmo_stitched_profile_id in "
+                f"(select from_id from __es_merged) and {not_loaded}",
+            ),
+            {"ws": window.start},
+        ).fetchall()
+        survivors = con.execute(
+            _latest(
+                "profile_values",
+                "version_window_start < $ws and dinmo_stitched_profile_id in (select to_id from __es_merged) "
+                f"and {not_loaded} and exists (select 1 from __es_carry c where c.identifier_type = "
+                "profile_values.identifier_type and c.value = profile_values.value)",
+            ),
+            {"ws": window.start},
+        ).df()
+        losers = con.execute("select * from __es_carry").df()
+        con.execute("drop table __es_carry").fetchall()
+    finally:
+        con.unregister("__es_merged")
+    template = loaded.profile_values
+    unloaded = pd.concat([_conform(losers, template), _conform(survivors, template)], ignore_index=True)
+    if len(unloaded) == 0:
+        return loaded, result_state
+    carried = carry_merged_memberships(unloaded, merged_to)
+    loaded = replace(loaded, profile_values=pd.concat([loaded.profile_values, unloaded], ignore_index=True))
+    result_state = replace(
+        result_state, profile_values=pd.concat([result_state.profile_values, carried], ignore_index=True)
+    )
+    return loaded, result_state
 
 
 def _conform(df: pd.DataFrame, template: pd.DataFrame) -> pd.DataFrame:
@@ -998,8 +1075,10 @@ def process_window(
     started = time.perf_counter()
     ensure_schema(con)
     check_predecessor(con, config, window)
-    loaded = load_subgraph(con, observations, window)
+    loaded = load_subgraph(con, observations, window, config)
     result = stitch_window(loaded, events, observations, config, window.key)
+    loaded, state = carry_unloaded_memberships(con, config, window, loaded, result.state)
+    result.state = state
     return save_window(con, config, window, result, loaded, events=len(events), started=started)
 
 
