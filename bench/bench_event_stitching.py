@@ -240,6 +240,9 @@ def main() -> int:
     parser.add_argument("--memory-limit", default=None, help="DuckDB memory_limit, e.g. 3GB")
     parser.add_argument("--profile", action="store_true", help="cProfile the child, print the top")
     parser.add_argument("--windows", type=int, default=0, help="only the first N windows (no naive)")
+    parser.add_argument(
+        "--keep-db", default=None, help="move the last run's DuckDB file here (to inspect or re-run a window)"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
@@ -280,6 +283,8 @@ def main() -> int:
             ),
             flush=True,
         )
+    if args.keep_db:
+        db.replace(args.keep_db)
     for p in (db, Path(str(db) + ".wal")):
         p.unlink(missing_ok=True)
 

@@ -112,6 +112,17 @@ def _norm(df: pd.DataFrame, columns: list[str]) -> dict[str, np.ndarray]:
     return out
 
 
+def _odf(data: dict) -> pd.DataFrame:
+    """A DataFrame keeping object arrays as object columns: pandas 3 would infer Arrow `str` for them (slow
+    to build from Python strings and to turn back into object arrays, which every step here works on)."""
+    return pd.DataFrame(
+        {
+            k: pd.Series(v, dtype=object) if np.asarray(v).dtype == object or len(v) == 0 else v
+            for k, v in data.items()
+        }
+    )
+
+
 def _find(haystack: np.ndarray, needles: np.ndarray) -> np.ndarray:
     """Position of each needle in `haystack` (distinct values), -1 where absent.
 
@@ -244,14 +255,12 @@ def stitch_window_batched(
 
     # ---- events in reference order ---------------------------------------------------------------------
     if events is not None and len(events):
-        ev = pd.DataFrame(
-            {"m": _obj(events["model"]), "e": _obj(events["event_id"]), "ts": _us(events["event_ts"])}
-        )
-        ev["k"] = _cat(ev["m"].to_numpy(), ev["e"].to_numpy())
+        ev = _odf({"m": _obj(events["model"]), "e": _obj(events["event_id"]), "ts": _us(events["event_ts"])})
+        ev["k"] = pd.Series(_cat(ev["m"].to_numpy(), ev["e"].to_numpy()), dtype=object, index=ev.index)
         if ev["k"].duplicated().any():
             ev = ev.sort_values("ts", kind="mergesort").drop_duplicates("k", keep="first")
     else:
-        ev = pd.DataFrame({"m": [], "e": [], "ts": np.empty(0, np.int64), "k": []})
+        ev = _odf({"m": [], "e": [], "ts": np.empty(0, np.int64), "k": []})
     has_obs = observations is not None and len(observations) > 0
     if has_obs:
         o_m, o_e = _obj(observations["model"]), _obj(observations["event_id"])
@@ -261,9 +270,7 @@ def stitch_window_batched(
         o_ek = _cat(o_m, o_e)
         missing = ~_isin(o_ek, ev["k"].to_numpy())
         if missing.any():
-            extra = pd.DataFrame(
-                {"m": o_m[missing], "e": o_e[missing], "ts": o_ts[missing], "k": o_ek[missing]}
-            )
+            extra = _odf({"m": o_m[missing], "e": o_e[missing], "ts": o_ts[missing], "k": o_ek[missing]})
             extra = extra.drop_duplicates("k", keep="first")
             ev = pd.concat([ev, extra], ignore_index=True)
     ev = ev.sort_values(["ts", "m", "e"], kind="mergesort").reset_index(drop=True)
@@ -276,16 +283,14 @@ def stitch_window_batched(
     if has_obs:
         o_pos = _find(ev["k"].to_numpy(), o_ek)
         o_key = _cat(o_t, o_v)
-        ob = pd.DataFrame(
-            {"pos": o_pos, "key": o_key, "t": o_t, "v": o_v, "b": o_b, "row": np.arange(len(o_b))}
-        )
+        ob = _odf({"pos": o_pos, "key": o_key, "t": o_t, "v": o_v, "b": o_b, "row": np.arange(len(o_b))})
         dup = ob.duplicated(["pos", "key"], keep=False)
         if dup.any():
             last_b = ob.drop_duplicates(["pos", "key"], keep="last").set_index(["pos", "key"])["b"]
             ob = ob.drop_duplicates(["pos", "key"], keep="first").reset_index(drop=True)
             ob["b"] = last_b.reindex(pd.MultiIndex.from_arrays([ob["pos"], ob["key"]])).to_numpy(dtype=bool)
     else:
-        ob = pd.DataFrame(
+        ob = _odf(
             {
                 "pos": np.empty(0, np.int64),
                 "key": [],
@@ -506,7 +511,7 @@ def stitch_window_batched(
 
     # walk rank of keys: (priority, type, value)
     if nK:
-        kt = pd.DataFrame({"p": [ctx.priority[t] for t in k_t], "t": k_t, "v": k_v, "k": np.arange(nK)})
+        kt = _odf({"p": [ctx.priority[t] for t in k_t], "t": k_t, "v": k_v, "k": np.arange(nK)})
         kt = kt.sort_values(["p", "t", "v"], kind="mergesort")
         rank = np.empty(nK, dtype=np.int64)
         rank[kt["k"].to_numpy()] = np.arange(nK)
@@ -688,7 +693,7 @@ def stitch_window_batched(
         if bsel.any():
             Bsimp = B[bsel]
             bp = Bsimp["pos"].to_numpy(dtype=np.int64)
-            bdf = pd.DataFrame(
+            bdf = _odf(
                 {
                     "pid": comp_target[c_ev[bp]],
                     "key": Bsimp["key"].to_numpy(),

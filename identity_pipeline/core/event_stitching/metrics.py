@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import pandas as pd
 
 from identity_pipeline.core.event_stitching.state import GraphState
@@ -24,16 +25,19 @@ AUDIT_METRICS = {
 }
 
 
-def _event_counts(statuses: list, reasons: list) -> dict[str, float]:
+def _event_counts(statuses: np.ndarray, reasons: np.ndarray) -> dict[str, float]:
     n = len(statuses)
-    stitched = sum(1 for s in statuses if s == "stitched")
+    stitched = int((statuses == "stitched").sum()) if n else 0
     out: dict[str, float] = {"events_processed": n, "events_stitched": stitched}
-    rc = Counter(reasons)
     out["events_excluded"] = n - stitched
     for r in REASONS:
-        out[f"events_excluded_{r}"] = rc.get(r, 0)
+        out[f"events_excluded_{r}"] = int((reasons == r).sum()) if n else 0
     out["stitch_rate"] = stitched / n if n else 0.0
     return out
+
+
+def _objects(s: pd.Series) -> np.ndarray:
+    return s.to_numpy(dtype=object, na_value=None) if len(s) else np.empty(0, dtype=object)
 
 
 def window_metrics(
@@ -46,11 +50,12 @@ def window_metrics(
     """(metrics, metrics_by_model, metrics_by_identifier_type) for one window's outputs.
 
     Audit-based counts are distinct values (per type: distinct values of that type), except
-    `limit_conflicts`, which counts audit rows.
+    `limit_conflicts`, which counts audit rows. Counting is vectorised per model / per type (a handful):
+    a window holds hundreds of thousands of events and observations.
     """
-    models = attribution["model"].tolist()
-    statuses = attribution["status"].tolist()
-    reasons = attribution["reason"].tolist()
+    models = _objects(attribution["model"])
+    statuses = _objects(attribution["status"])
+    reasons = _objects(attribution["reason"])
     metrics = _event_counts(statuses, reasons)
     metrics["profiles_created"] = profiles_created
     metrics["profiles_merged"] = profiles_merged
@@ -77,13 +82,9 @@ def window_metrics(
     for kind, name in AUDIT_METRICS.items():
         metrics[name] = rows_by_kind[kind] if kind == "limit_conflict" else len(distinct[kind])
 
-    per_model: dict[str, tuple[list, list]] = {}
-    for m, st, r in zip(models, statuses, reasons, strict=True):
-        lst = per_model.setdefault(m, ([], []))
-        lst[0].append(st)
-        lst[1].append(r)
+    model_names = sorted(set(pd.unique(models).tolist())) if len(models) else []
     by_model = pd.DataFrame(
-        [{"model": m, **_event_counts(*per_model[m])} for m in sorted(per_model)],
+        [{"model": m, **_event_counts(statuses[models == m], reasons[models == m])} for m in model_names],
         columns=["model", "events_processed", "events_stitched", "events_excluded"]
         + [f"events_excluded_{r}" for r in REASONS]
         + ["stitch_rate"],
@@ -97,26 +98,26 @@ def window_metrics(
         "events_decided",
     ]
     type_cols += list(AUDIT_METRICS.values())
-    o_types = observations["identifier_type"].tolist()
-    o_values = observations["value"].tolist()
-    o_blocked = observations["blocked"].tolist()
-    n_obs: Counter = Counter(o_types)
-    n_blocked: Counter = Counter(t for t, b in zip(o_types, o_blocked, strict=True) if b)
-    values: dict[str, set] = {}
-    for t, v in zip(o_types, o_values, strict=True):
-        values.setdefault(t, set()).add(v)
-    decided: Counter = Counter(
-        t
-        for t, st in zip(attribution["decided_by_identifier_type"].tolist(), statuses, strict=True)
-        if st == "stitched"
-    )
+    o_types = _objects(observations["identifier_type"])
+    o_values = _objects(observations["value"])
+    o_blocked = observations["blocked"].to_numpy(dtype=bool) if len(observations) else np.zeros(0, bool)
+    n_obs: dict[str, int] = {}
+    n_blocked: dict[str, int] = {}
+    values: dict[str, int] = {}
+    for t in pd.unique(o_types).tolist() if len(o_types) else []:
+        sel = o_types == t
+        n_obs[t] = int(sel.sum())
+        n_blocked[t] = int((sel & o_blocked).sum())
+        values[t] = len(pd.unique(o_values[sel]))
+    decided_types = _objects(attribution["decided_by_identifier_type"])[statuses == "stitched"]
+    decided = pd.Series(decided_types, dtype=object).dropna().value_counts().to_dict()
     types = sorted(set(n_obs) | {t for _, t, _ in a_rows if t is not None})
     rows = []
     for t in types:
         row = {
             "identifier_type": t,
             "observations": n_obs.get(t, 0),
-            "distinct_values": len(values.get(t, ())),
+            "distinct_values": values.get(t, 0),
             "blocked_observations": n_blocked.get(t, 0),
             "events_decided": decided.get(t, 0),
         }

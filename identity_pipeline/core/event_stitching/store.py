@@ -95,6 +95,19 @@ STATE_KEYS: dict[str, list[str]] = {
     "value_registry": ["identifier_type", "value"],
     "redirects": ["from_id"],
 }
+# `live_<name>` tables hold the state left by the last processed window (no versions): what the next window
+# reads. Same columns as the versioned tables, plus the versioned table of conflicting values.
+LIVE_COLUMNS: dict[str, dict[str, str]] = {
+    **STATE_COLUMNS,
+    "value_conflicts": {
+        "identifier_type": "VARCHAR",
+        "value": "VARCHAR",
+        "active_profiles": "BIGINT",
+        "is_conflict": "BOOLEAN",
+        "expires_at": "TIMESTAMP",
+    },
+}
+LIVE_KEYS: dict[str, list[str]] = {**STATE_KEYS, "value_conflicts": ["identifier_type", "value"]}
 ATTRIBUTION_COLUMNS: dict[str, str] = {
     "model": "VARCHAR",
     "event_id": "VARCHAR",
@@ -202,6 +215,9 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
             identifier_type VARCHAR, value VARCHAR, active_profiles BIGINT, is_conflict BOOLEAN,
             expires_at TIMESTAMP)"""
     ).fetchall()
+    for name, cols in LIVE_COLUMNS.items():
+        con.execute(f"create table if not exists {STATE}.live_{name} ({_cols_ddl(cols)})").fetchall()
+    con.execute(f"create table if not exists {STATE}.live_as_of (valid_before TIMESTAMP)").fetchall()
     con.execute(
         f"""create table if not exists {STATE}.windows (
             window_key VARCHAR PRIMARY KEY, window_start TIMESTAMP NOT NULL, window_end TIMESTAMP NOT NULL,
@@ -530,17 +546,50 @@ def _next_sequence_before(con: duckdb.DuckDBPyConnection, window: Window, defaul
 
 def _select_cols(name: str, alias: str = "") -> str:
     pre = f"{alias}." if alias else ""
-    return ", ".join(f"{pre}{quote_ident(c)}" for c in STATE_COLUMNS[name])
+    return ", ".join(f"{pre}{quote_ident(c)}" for c in LIVE_COLUMNS[name])
 
 
 def _latest(name: str, where: str) -> str:
-    """Latest non-deleted version per key of `es_state.<name>` among rows matching `where`."""
-    keys = ", ".join(STATE_KEYS[name])
+    """Latest non-deleted version per key of `es_state.<name>` among rows matching `where`.
+
+    Scans the version history: used to rebuild the live tables (after an earlier window was re-run) and by
+    the published views; a window in order reads the live tables (`_live`)."""
+    keys = ", ".join(LIVE_KEYS[name])
     return (
         f"select {_select_cols(name)} from (select * from {STATE}.{name} where {where} "
         f"qualify row_number() over (partition by {keys} order by version_window_start desc) = 1) "
         "where not is_deleted"
     )
+
+
+def _live(name: str, where: str = "true") -> str:
+    """Rows of `es_state.live_<name>` matching `where` (the table is aliased `<name>` for correlated
+    conditions)."""
+    return f"select {_select_cols(name)} from {STATE}.live_{name} as {name} where {where}"
+
+
+def ensure_live(con: duckdb.DuckDBPyConnection, before: datetime) -> None:
+    """Make the live tables hold the state before `before` (a window start).
+
+    After window N-1 they already do (`save_window` keeps them up to date), so a window processed in order
+    reads only the current state, whatever the length of the history. After a re-run of an earlier window
+    (or on a database written before the live tables existed) they are rebuilt once from the versions."""
+    ensure_schema(con)
+    row = _first(con.execute(f"select valid_before from {STATE}.live_as_of"))
+    if row is not None and row[0] == before:
+        return
+    with transaction(con):
+        for name in LIVE_COLUMNS:
+            con.execute(f"delete from {STATE}.live_{name}").fetchall()
+            con.execute(
+                f"insert into {STATE}.live_{name} {_latest(name, 'version_window_start < ?')}", [before]
+            ).fetchall()
+        _set_live_as_of(con, before)
+
+
+def _set_live_as_of(con: duckdb.DuckDBPyConnection, before: datetime) -> None:
+    con.execute(f"delete from {STATE}.live_as_of").fetchall()
+    con.execute(f"insert into {STATE}.live_as_of values (?)", [before]).fetchall()
 
 
 def _cast_frame_sql(name: str, frame: str) -> str:
@@ -601,25 +650,15 @@ def load_subgraph(
         ).fetchall()
     finally:
         con.unregister("__es_values")
-    p = [start]
-    before = "version_window_start < ?"
-    registry = con.execute(
-        _latest(
-            "value_registry",
-            f"{before} and exists (select 1 from __es_wv w where w.identifier_type = "
-            "value_registry.identifier_type and w.value = value_registry.value)",
-        ),
-        p,
-    ).df()
+    ensure_live(con, start)
+    in_wv = (
+        "exists (select 1 from __es_wv w where w.identifier_type = {t}.identifier_type "
+        "and w.value = {t}.value)"
+    )
+    registry = con.execute(_live("value_registry", in_wv.format(t="value_registry"))).df()
     con.execute(
-        "create or replace temp table __es_pids as select distinct dinmo_stitched_profile_id from ("
-        + _latest(
-            "profile_values",
-            f"{before} and exists (select 1 from __es_wv w where w.identifier_type = "
-            "profile_values.identifier_type and w.value = profile_values.value)",
-        )
-        + ")",
-        p,
+        "create or replace temp table __es_pids as select distinct dinmo_stitched_profile_id from "
+        f"{STATE}.live_profile_values profile_values where {in_wv.format(t='profile_values')}"
     ).fetchall()
     in_pids = "dinmo_stitched_profile_id in (select dinmo_stitched_profile_id from __es_pids)"
     rule_read = ""
@@ -627,27 +666,18 @@ def load_subgraph(
         from identity_pipeline.core.event_stitching.state import profile_wide_types
 
         rule_read = f" and ({_types_sql(profile_wide_types(config))} or {_IN_WINDOW})"
-    memberships = con.execute(_latest("profile_values", f"{before} and {in_pids}{rule_read}"), p).df()
+    memberships = con.execute(_live("profile_values", f"{in_pids}{rule_read}")).df()
     redirects = con.execute(
-        "select * from ("
-        + _latest(
-            "redirects",
-            f"{before} and from_id in (select from_id from {STATE}.redirects where {before} and to_id in "
-            "(select dinmo_stitched_profile_id from __es_pids))",
-        )
-        + ") where to_id in (select dinmo_stitched_profile_id from __es_pids)",
-        [start, start],
+        _live("redirects", "to_id in (select dinmo_stitched_profile_id from __es_pids)")
     ).df()
     # the profiles holding the values, and the merged profiles redirecting to them
     con.register("__es_redirect_from", redirects[["from_id"]])
     try:
         profiles = con.execute(
-            _latest(
+            _live(
                 "profiles",
-                f"{before} and ({in_pids} or dinmo_stitched_profile_id in "
-                "(select from_id from __es_redirect_from))",
-            ),
-            p,
+                f"{in_pids} or dinmo_stitched_profile_id in (select from_id from __es_redirect_from)",
+            )
         ).df()
     finally:
         con.unregister("__es_redirect_from")
@@ -687,21 +717,18 @@ def carry_unloaded_memberships(
     try:
         con.execute(
             "create or replace temp table __es_carry as "
-            + _latest(
+            + _live(
                 "profile_values",
-                "version_window_start < $ws and dinmo_stitched_profile_id in "
-                f"(select from_id from __es_merged) and {not_loaded}",
-            ),
-            {"ws": window.start},
+                f"dinmo_stitched_profile_id in (select from_id from __es_merged) and {not_loaded}",
+            )
         ).fetchall()
         survivors = con.execute(
-            _latest(
+            _live(
                 "profile_values",
-                "version_window_start < $ws and dinmo_stitched_profile_id in (select to_id from __es_merged) "
+                "dinmo_stitched_profile_id in (select to_id from __es_merged) "
                 f"and {not_loaded} and exists (select 1 from __es_carry c where c.identifier_type = "
                 "profile_values.identifier_type and c.value = profile_values.value)",
-            ),
-            {"ws": window.start},
+            )
         ).df()
         losers = con.execute("select * from __es_carry").df()
         con.execute("drop table __es_carry").fetchall()
@@ -746,56 +773,64 @@ def _conform(df: pd.DataFrame, template: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _state_fingerprint(con: duckdb.DuckDBPyConnection, window_key: str) -> int:
+def _state_fingerprint(con: duckdb.DuckDBPyConnection) -> int:
+    """Hash of the state rows this window wrote (the `__es_diff_<name>` tables of `_write_diff`)."""
     total = 0
-    for name in (*STATE_COLUMNS, "value_conflicts"):
+    for name in LIVE_COLUMNS:
         row = _first(
-            con.execute(
-                f"select coalesce(sum(hash(*COLUMNS(* exclude (version_window_start, version_window_key)))"
-                f"::HUGEINT), 0) from {STATE}.{name} where version_window_key = ?",
-                [window_key],
-            )
+            con.execute(f"select coalesce(sum(hash(*COLUMNS(*))::HUGEINT), 0) from __es_diff_{name}")
         )
         total = (total * 1_000_003 + int(row[0] if row else 0)) % (1 << 126)
     return total
 
 
+def _write_diff(con: duckdb.DuckDBPyConnection, name: str, window: Window) -> int:
+    """Append the rows of temp table `__es_diff_<name>` (is_deleted + columns) as versions of `window`, and
+    apply them to `live_<name>` (replace the rows of those keys; tombstones only delete)."""
+    on = " and ".join(f"l.{k} = d.{k}" for k in LIVE_KEYS[name])
+    cols = _select_cols(name)
+    con.execute(
+        f"insert into {STATE}.{name} select ?, ?, is_deleted, {cols} from __es_diff_{name}",
+        [window.start, window.key],
+    ).fetchall()
+    con.execute(
+        f"delete from {STATE}.live_{name} l where exists (select 1 from __es_diff_{name} d where {on})"
+    ).fetchall()
+    con.execute(
+        f"insert into {STATE}.live_{name} select {cols} from __es_diff_{name} where not is_deleted"
+    ).fetchall()
+    row = _first(con.execute(f"select count(*) from __es_diff_{name}"))
+    return int(row[0]) if row else 0
+
+
 def _write_state_diff(
     con: duckdb.DuckDBPyConnection, name: str, new: pd.DataFrame, old: pd.DataFrame, window: Window
 ) -> int:
-    """Insert changed/new rows of `new` vs `old` as versions of `window`, tombstones for keys gone."""
+    """Write changed/new rows of `new` vs `old` as versions of `window`, tombstones for keys gone; the live
+    table follows."""
     con.register("__es_new", _fit(new, name))
     con.register("__es_old", _fit(old, name))
     keys = STATE_KEYS[name]
     on = " and ".join(f"n.{k} = o.{k}" for k in keys)
+    tomb_cols = ", ".join(
+        f"o.{quote_ident(c)}" if c in keys else f"NULL::{t}" for c, t in STATE_COLUMNS[name].items()
+    )
     try:
-        changed = _first(
-            con.execute(
-                f"""insert into {STATE}.{name}
-                select ?, ?, false, * from (
-                    select {_cast_frame_sql(name, "__es_new")} from __es_new
-                    except
-                    select {_cast_frame_sql(name, "__es_old")} from __es_old)""",
-                [window.start, window.key],
-            )
-        )
-        tomb_cols = ", ".join(
-            f"o.{quote_ident(c)}" if c in keys else f"NULL::{t}" for c, t in STATE_COLUMNS[name].items()
-        )
-        gone = _first(
-            con.execute(
-                f"""insert into {STATE}.{name}
-                select ?, ?, true, {tomb_cols} from
-                (select {_cast_frame_sql(name, "__es_old")} from __es_old) o
-                where not exists (select 1 from (select {_cast_frame_sql(name, "__es_new")} from __es_new) n
-                                  where {on})""",
-                [window.start, window.key],
-            )
-        )
+        con.execute(
+            f"""create or replace temp table __es_diff_{name} as
+            select false as is_deleted, * from (
+                select {_cast_frame_sql(name, "__es_new")} from __es_new
+                except
+                select {_cast_frame_sql(name, "__es_old")} from __es_old)
+            union all
+            select true, {tomb_cols} from (select {_cast_frame_sql(name, "__es_old")} from __es_old) o
+            where not exists (select 1 from (select {_cast_frame_sql(name, "__es_new")} from __es_new) n
+                              where {on})"""
+        ).fetchall()
     finally:
         con.unregister("__es_new")
         con.unregister("__es_old")
-    return int(changed[0] if changed else 0) + int(gone[0] if gone else 0)
+    return _write_diff(con, name, window)
 
 
 def _lifetime_seconds(policy: Any) -> float | None:
@@ -827,33 +862,28 @@ def _lifetimes_sql(config: Any) -> str:
 
 
 def _update_conflicts(con: duckdb.DuckDBPyConnection, config: Any, window: Window) -> None:
-    """Re-evaluate the values whose memberships/registry this window wrote; version those that are/were
-    conflicting (a non-quarantined value active on more than one active profile)."""
-    ws = window.start
+    """Re-evaluate the values whose memberships/registry this window wrote (live tables, already updated);
+    version those that are/were conflicting (a non-quarantined value active on more than one active
+    profile)."""
     con.execute(
-        f"""create or replace temp table __es_touched as
-            select distinct identifier_type, value from {STATE}.profile_values where version_window_key = $k
-            union select distinct identifier_type, value from {STATE}.value_registry
-            where version_window_key = $k""",
-        {"k": window.key},
+        """create or replace temp table __es_touched as
+            select distinct identifier_type, value from __es_diff_profile_values
+            union select distinct identifier_type, value from __es_diff_value_registry"""
     ).fetchall()
-    touched_pv = (
-        "exists (select 1 from __es_touched t where t.identifier_type = profile_values.identifier_type "
-        "and t.value = profile_values.value)"
+    touched = (
+        "exists (select 1 from __es_touched t where t.identifier_type = {t}.identifier_type "
+        "and t.value = {t}.value)"
     )
-    touched_reg = touched_pv.replace("profile_values", "value_registry")
     con.execute(
-        f"""insert into {STATE}.value_conflicts
-        with mem as ({_latest("profile_values", f"version_window_start <= $ws and {touched_pv}")}),
-        pids as (select distinct dinmo_stitched_profile_id from mem),
+        f"""create or replace temp table __es_diff_value_conflicts as
+        with mem as ({_live("profile_values", touched.format(t="profile_values"))}),
         prof as ({
-            _latest(
+            _live(
                 "profiles",
-                "version_window_start <= $ws and dinmo_stitched_profile_id in "
-                "(select dinmo_stitched_profile_id from pids)",
+                "dinmo_stitched_profile_id in (select dinmo_stitched_profile_id from mem)",
             )
         }),
-        reg as ({_latest("value_registry", f"version_window_start <= $ws and {touched_reg}")}),
+        reg as ({_live("value_registry", touched.format(t="value_registry"))}),
         cnt as (
             select t.identifier_type, t.value,
                    count(distinct m.dinmo_stitched_profile_id) filter (
@@ -870,30 +900,22 @@ def _update_conflicts(con: duckdb.DuckDBPyConnection, config: Any, window: Windo
                              + to_microseconds(cast(lt.lifetime_seconds * 1e6 as BIGINT)) end as expires_at
             from cnt c left join reg r using (identifier_type, value)
             left join {_lifetimes_sql(config)} using (identifier_type)),
-        prev as (
-            select identifier_type, value, is_conflict from (
-                select * from {STATE}.value_conflicts where version_window_start < $ws
-                and exists (select 1 from __es_touched t where t.identifier_type =
-                            value_conflicts.identifier_type and t.value = value_conflicts.value)
-                qualify row_number() over (partition by identifier_type, value
-                                           order by version_window_start desc) = 1))
-        select $ws, $k, false, cur.identifier_type, cur.value, cur.active_profiles, cur.is_conflict,
+        prev as ({_live("value_conflicts", touched.format(t="value_conflicts"))})
+        select false as is_deleted, cur.identifier_type, cur.value, cur.active_profiles, cur.is_conflict,
                cur.expires_at
         from cur left join prev using (identifier_type, value)
         where cur.is_conflict or coalesce(prev.is_conflict, false)
-        """,
-        {"ws": ws, "k": window.key},
+        """
     ).fetchall()
+    _write_diff(con, "value_conflicts", window)
 
 
 def _active_conflicts_at(con: duckdb.DuckDBPyConnection, window: Window) -> int:
     row = _first(
         con.execute(
-            f"""select count(*) from (select * from {STATE}.value_conflicts where version_window_start <= ?
-            qualify row_number() over (partition by identifier_type, value
-                                       order by version_window_start desc) = 1)
+            f"""select count(*) from {STATE}.live_value_conflicts
             where is_conflict and (expires_at is null or expires_at >= ?)""",
-            [window.start, window.end],
+            [window.end],
         )
     )
     return int(row[0]) if row else 0
@@ -985,7 +1007,7 @@ def save_window(
 
     Returns the window-level metrics written to `identity_event_profile_run_metrics`.
     """
-    ensure_schema(con)
+    ensure_live(con, window.start)
     old_fp_row = _first(
         con.execute(f"select state_fingerprint from {STATE}.windows where window_key = ?", [window.key])
     )
@@ -1001,10 +1023,13 @@ def save_window(
     known = int(prev_totals[1] or 0) + d_known if prev_totals else d_known
 
     with transaction(con):
-        for name in (*STATE_COLUMNS, "value_conflicts"):
-            con.execute(f"delete from {STATE}.{name} where version_window_key = ?", [window.key]).fetchall()
-        for table in ("attribution", "audit_events", "run_metrics"):
-            con.execute(f"delete from {OUT}.{table} where window_key = ?", [window.key]).fetchall()
+        if old_fp_row is not None:  # a re-run: replace the window's rows (all written with its windows row)
+            for name in (*STATE_COLUMNS, "value_conflicts"):
+                con.execute(
+                    f"delete from {STATE}.{name} where version_window_key = ?", [window.key]
+                ).fetchall()
+            for table in ("attribution", "audit_events", "run_metrics"):
+                con.execute(f"delete from {OUT}.{table} where window_key = ?", [window.key]).fetchall()
         for name in STATE_COLUMNS:
             _write_state_diff(con, name, getattr(result.state, name), getattr(loaded_state, name), window)
         _update_conflicts(con, config, window)
@@ -1044,7 +1069,8 @@ def save_window(
         finally:
             con.unregister("__es_metrics")
 
-        fingerprint = _state_fingerprint(con, window.key)
+        fingerprint = _state_fingerprint(con)
+        _set_live_as_of(con, window.end)
         next_seq = int(result.state.next_sequence)
         changed = old_fp_row is not None and int(old_fp_row[0] or 0) != fingerprint
         con.execute(f"delete from {STATE}.windows where window_key = ?", [window.key]).fetchall()
