@@ -47,6 +47,15 @@ def _maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+def _rss_mb() -> float:
+    """Current resident set size (Linux /proc), to see whether memory follows the window or the history."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1024.0 / 1024.0
+
+
 def _truth_sql(base: Path) -> str:
     w = str(base / "web_events.parquet").replace("'", "''")
     a = str(base / "app_events.parquet").replace("'", "''")
@@ -171,11 +180,13 @@ def child(args: argparse.Namespace) -> None:
                 "observations_s": t2 - t1,
                 "stitch_save_s": t3 - t2,
                 "engine_s": float(metrics.get("duration_seconds", 0.0)),
+                "rss_mb": _rss_mb(),
             }
         )
         print(
             f"  {w.key}: {counts['events']:>9,} events {t3 - t0:6.2f}s "
-            f"(stage {t1 - t0:.2f} obs {t2 - t1:.2f} stitch+save {t3 - t2:.2f})",
+            f"(stage {t1 - t0:.2f} obs {t2 - t1:.2f} stitch+save {t3 - t2:.2f}) "
+            f"RSS {per_window[-1]['rss_mb']:,.0f} MB",
             file=sys.stderr,
             flush=True,
         )

@@ -19,7 +19,9 @@ test_batched_equivalence.py):
      `max_unique_values_per_profile`, the same (no demotion); every value ends on one profile, and
      `max_profiles_per_value` >= 1, so nothing is quarantined;
    * its blocked values are held, if at all, only as 'blocked' memberships.
-   Events without any non-blocked value are excluded (`no_matchable_identifier`) directly.
+   Events without any non-blocked value are excluded (`no_matchable_identifier`) directly. Values quarantined
+   before the window are unusable and change nothing (rule 3), so they leave the graph first; an event left
+   with no value is excluded (`conflicted_identifier_value`) directly.
 3. SIMPLE components are computed with group-bys: attribution (decided by the first value in walk order that
    was already on the profile; the creator's first value), profile / membership / registry updates,
    is_known. Blocked values are audited once per value and window at their first event, for every event.
@@ -304,6 +306,16 @@ def stitch_window_batched(
     blocked = ob["b"].to_numpy(dtype=bool)
     U = ob[~blocked].reset_index(drop=True)
     B = ob[blocked].reset_index(drop=True)
+    # values quarantined before the window (rule 3): unusable, and nothing else happens to them (no
+    # attachment, no registry update), so they leave the graph; an event left with none is excluded
+    # `conflicted_identifier_value`, decided by its first quarantined value in walk order
+    Q = U.iloc[:0]
+    if len(U) and R["quarantined"].any():
+        q_keys = _cat(R["identifier_type"][R["quarantined"]], R["value"][R["quarantined"]])
+        uq = _isin(U["key"].to_numpy(), q_keys)
+        if uq.any():
+            Q = U[uq].reset_index(drop=True)
+            U = U[~uq].reset_index(drop=True)
 
     # ---- keys (usable values) and their state ----------------------------------------------------------
     k_codes, k_uniques = pd.factorize(U["key"].to_numpy(), sort=False)
@@ -550,6 +562,21 @@ def stitch_window_batched(
         "decided_by_identifier_type": np.full(len(x), None, dtype=object),
         "decided_by_value": np.full(len(x), None, dtype=object),
     }
+    if len(Q):
+        qf = _odf(
+            {
+                "pos": Q["pos"].to_numpy(dtype=np.int64),
+                "p": np.array([ctx.priority[t] for t in Q["t"].to_numpy()], dtype=np.int64),
+                "t": Q["t"].to_numpy(),
+                "v": Q["v"].to_numpy(),
+            }
+        )
+        qf = qf[~ev_usable[qf["pos"].to_numpy()]]
+        qf = qf.sort_values(["pos", "p", "t", "v"], kind="mergesort").drop_duplicates("pos", keep="first")
+        at = np.searchsorted(x, qf["pos"].to_numpy())  # x is sorted; every qf pos is an excluded event
+        A_excl["reason"][at] = "conflicted_identifier_value"
+        A_excl["decided_by_identifier_type"][at] = qf["t"].to_numpy()
+        A_excl["decided_by_value"][at] = qf["v"].to_numpy()
     attr_cols = ["pos", *[c for c in ATTRIBUTION_COLUMNS if c != "window_key"]]
     if cx_attr:
         ca = list(zip(*cx_attr, strict=True))
