@@ -181,12 +181,18 @@ def child(args: argparse.Namespace) -> None:
                 "stitch_save_s": t3 - t2,
                 "engine_s": float(metrics.get("duration_seconds", 0.0)),
                 "rss_mb": _rss_mb(),
+                **store.LAST_TIMINGS,
+                "fast_path_events": int(metrics.get("events_fast_path", 0) or 0),
             }
         )
         print(
             f"  {w.key}: {counts['events']:>9,} events {t3 - t0:6.2f}s "
             f"(stage {t1 - t0:.2f} obs {t2 - t1:.2f} stitch+save {t3 - t2:.2f}) "
-            f"RSS {per_window[-1]['rss_mb']:,.0f} MB",
+            f"RSS {per_window[-1]['rss_mb']:,.0f} MB | load {store.LAST_TIMINGS['load_s']:.2f} "
+            f"engine {store.LAST_TIMINGS['stitch_s']:.2f} carry {store.LAST_TIMINGS['carry_s']:.2f} "
+            f"save {store.LAST_TIMINGS['save_s']:.2f}, loaded {store.LAST_TIMINGS['loaded_profiles']:,.0f} "
+            f"profiles / {store.LAST_TIMINGS['loaded_memberships']:,.0f} memberships, "
+            f"reference {counts['events'] - per_window[-1]['fast_path_events']:,} events",
             file=sys.stderr,
             flush=True,
         )

@@ -167,14 +167,16 @@ def _concat(parts: list[dict[str, np.ndarray]], columns: list[str]) -> dict[str,
 
 
 STATS: dict[str, int] = {}
-DEBUG: dict = {}
+DEBUG: dict = {}  # small debug state only: holding a window's frames here would keep them alive
 
 
-def _why(flags: np.ndarray, reason: str) -> None:
-    """Debug counters: components flagged complex so far, by the first reason that flagged them."""
-    n = int(flags.sum())
-    STATS[reason] = STATS.get(reason, 0) + n - STATS.get("_total", 0)
-    STATS["_total"] = n
+def _why(flags: np.ndarray, reason: str, events_per_comp: np.ndarray) -> None:
+    """Debug counters: events of the components flagged complex so far, by the first reason that flagged
+    them (`STATS`, read by benchmarks and experiments)."""
+    seen = DEBUG.get("_flagged")
+    new = flags if seen is None or len(seen) != len(flags) else flags & ~seen
+    STATS[reason] = STATS.get(reason, 0) + int(events_per_comp[new].sum())
+    DEBUG["_flagged"] = flags.copy()
 
 
 def _rows_frame(data: dict[str, np.ndarray], columns: list[str], ts_col: str) -> pd.DataFrame:
@@ -215,6 +217,7 @@ def stitch_window_batched(
         return res
 
     STATS.clear()
+    DEBUG.pop("_flagged", None)
     ctx = Context.build(config, window_key)
     ids = config.identifiers
 
@@ -350,13 +353,13 @@ def stitch_window_batched(
     c_prof = labels[nE + nK :]
 
     complex_c = np.zeros(n_comp, dtype=bool)
+    ev_per_c = np.bincount(c_ev, minlength=n_comp)
 
     # profiles reached per component
     linked_p = np.unique(m_p[in_w])
     n_prof_c = np.bincount(c_prof[linked_p], minlength=n_comp)
-    DEBUG.update(c_ev=c_ev, c_key=c_key, ev=ev, k_t=None)
     complex_c[n_prof_c > 1] = True
-    _why(complex_c, "profiles>1")
+    _why(complex_c, "profiles>1", ev_per_c)
     complex_c[c_prof[linked_p[~p_active[linked_p]]]] = True
     comp_P = np.full(n_comp, -1, dtype=np.int64)
     comp_P[c_prof[linked_p]] = linked_p
@@ -408,7 +411,7 @@ def stitch_window_batched(
             ref = np.where(k_in_reg & (k_rfirst != NAT), np.minimum(k_rfirst, min_ts), min_ts)
             k_bad[sel_k & (max_ts > ref + lt)] = True
     complex_c[c_key[k_bad]] = True
-    _why(complex_c, "bad key")
+    _why(complex_c, "bad key", ev_per_c)
 
     # creators
     known_before = k_in_mem[u_k] | (first_pos_k[u_k] < u_pos)
@@ -420,17 +423,9 @@ def stitch_window_batched(
     n_creators = np.bincount(c_ev[creator], minlength=n_comp)
     has_p = comp_P >= 0
     complex_c[has_p & (n_creators > 0)] = True
-    _why(complex_c, "P+creator")
+    _why(complex_c, "P+creator", ev_per_c)
     complex_c[~has_p & (n_creators != 1)] = True
-    DEBUG.update(
-        n_creators=n_creators,
-        has_p=has_p,
-        creator=creator,
-        complex_c=complex_c.copy(),
-        U=U,
-        known_before=known_before,
-    )
-    _why(complex_c, "creators")
+    _why(complex_c, "creators", ev_per_c)
 
     # limits (anchors: compatibility / rule 5 / dropped anchors; weak: demotion)
     m_active = M["status"] == "active"
@@ -445,7 +440,7 @@ def stitch_window_batched(
             reached = np.isin(pp, linked_p)
             n_t += np.bincount(c_prof[pp[reached]], minlength=n_comp)
         complex_c[n_t > limit] = True
-        _why(complex_c, f"limit {t}")
+        _why(complex_c, f"limit {t}", ev_per_c)
 
     # blocked values held other than as 'blocked' evidence
     if len(B):

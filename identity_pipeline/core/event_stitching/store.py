@@ -1102,10 +1102,27 @@ def process_window(
     ensure_schema(con)
     check_predecessor(con, config, window)
     loaded = load_subgraph(con, observations, window, config)
+    t_load = time.perf_counter()
     result = stitch_window(loaded, events, observations, config, window.key)
+    t_stitch = time.perf_counter()
     loaded, state = carry_unloaded_memberships(con, config, window, loaded, result.state)
     result.state = state
-    return save_window(con, config, window, result, loaded, events=len(events), started=started)
+    t_carry = time.perf_counter()
+    metrics = save_window(con, config, window, result, loaded, events=len(events), started=started)
+    LAST_TIMINGS.clear()
+    LAST_TIMINGS.update(
+        load_s=t_load - started,
+        stitch_s=t_stitch - t_load,
+        carry_s=t_carry - t_stitch,
+        save_s=time.perf_counter() - t_carry,
+        loaded_profiles=len(loaded.profiles),
+        loaded_memberships=len(loaded.profile_values),
+    )
+    return metrics
+
+
+# seconds spent in each step of the last `process_window` and the size of its subgraph (for benchmarks)
+LAST_TIMINGS: dict[str, float] = {}
 
 
 # --------------------------------------------------------------------------------------------------------
