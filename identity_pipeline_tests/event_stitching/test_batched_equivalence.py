@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from identity_pipeline.core.event_stitching import engine
 from identity_pipeline.core.event_stitching.batched import stitch_window_batched
-from identity_pipeline.core.event_stitching.reference import run_reference
+from identity_pipeline.core.event_stitching.reference import profile_id_for, run_reference
 from identity_pipeline.core.event_stitching.state import GraphState
 from identity_pipeline_tests.event_stitching import helpers, test_rules, test_scenarios, test_seed_examples
 from identity_pipeline_tests.event_stitching.helpers import T0
@@ -164,6 +164,36 @@ def test_people_like_data_mostly_takes_the_fast_path():
         windows.append(evs)
     fast = run_both(config, windows)
     assert fast >= 0.9 * n
+
+
+def test_merge_path_repoints_older_redirects_and_moves_memberships_of_loaded_profiles():
+    # Window 0: A, B, C are created; C merges into B (redirect C -> B). Window 1: an event links A and B,
+    # both loaded: B merges into A (oldest), C's redirect must now point to A (one hop), B's memberships
+    # (incl. its device, a profile-wide value) move to A. Then a login event merges a new anonymous profile
+    # into A in the same window (creator + loaded profile). No limit applies: the merge path decides all.
+    config = helpers.make_config(device_id={"max_unique_values_per_profile": 3})
+    w0 = [
+        helpers.ev("a1", 1, cookie_id="ca", user_id="u1"),
+        helpers.ev("b1", 2, cookie_id="cb", device_id="d1"),
+        helpers.ev("c1", 3, cookie_id="cc"),
+        helpers.ev("bc", 4, cookie_id=["cb", "cc"]),
+    ]
+    w1 = [
+        helpers.ev("new", 1440 + 1, anonymous_id="x1"),
+        helpers.ev("ab", 1440 + 2, cookie_id=["ca", "cb"]),
+        helpers.ev("login", 1440 + 3, anonymous_id="x1", user_id="u1"),
+    ]
+    assert run_both(config, [w0, w1]) == 7
+    s = GraphState.empty()
+    for i, evs in enumerate([w0, w1]):
+        events_df, obs = window_inputs(evs, config)
+        r = stitch_window_batched(s, events_df, obs, config, f"w{i}")
+        s = r.state
+    red = dict(zip(s.redirects["from_id"], s.redirects["to_id"], strict=True))
+    a, b, c, n = (profile_id_for("web", e) for e in ("a1", "b1", "c1", "new"))
+    assert red == {b: a, c: a, n: a}
+    assert set(s.profile_values["dinmo_stitched_profile_id"]) == {a}
+    assert r.metrics["profiles_merged"] == 2 and r.metrics["profiles_created"] == 1
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ from identity_pipeline.core.event_stitching.state import (
     PROFILE_VALUE_COLUMNS,
     REDIRECT_COLUMNS,
     REGISTRY_COLUMNS,
+    STATUS_RANK,
     GraphState,
 )
 
@@ -189,6 +190,129 @@ def _rows_frame(data: dict[str, np.ndarray], columns: list[str], ts_col: str) ->
         else:
             out[c] = pd.Series(np.asarray(data[c], dtype=object), dtype="object")
     return pd.DataFrame(out, columns=columns)
+
+
+def _merge_walk(ev_merge, u_pos, u_k, rank, known_before, m_k, m_p, in_w, nK, P, next_seq, e_ts, ids, k_t):
+    """The union-find pass over merge-component events (see the call). Groups are loaded profiles (their
+    index) or profiles created by an event (nP + its position). Returns None when there is no such event."""
+    if not ev_merge.any():
+        return None
+    nP = len(P["dinmo_stitched_profile_id"])
+    sel = ev_merge[u_pos]
+    pos, key, kb = u_pos[sel], u_k[sel], known_before[sel]
+    o = np.lexsort((rank[key], pos))
+    pos, key, kb = pos[o], key[o], kb[o]
+    anchor_k = np.array([ids[t].anchor for t in k_t], dtype=bool) if nK else np.zeros(0, bool)
+    holder = np.full(nK, -1, dtype=np.int64)
+    holder[m_k[in_w]] = m_p[in_w]
+    seq = P["created_sequence"]
+    parent: dict[int, int] = {}
+    stats: dict[int, list] = {}
+    key_group: dict[int, int] = {}
+    ev_group: dict[int, int] = {}
+    merges: list[tuple[int, int, int, int]] = []
+
+    def find(g: int) -> int:
+        r = g
+        while r in parent:
+            r = parent[r]
+        while g != r:
+            parent[g], g = r, parent[g]
+        return r
+
+    def order(g: int) -> int:
+        return int(seq[g]) if g < nP else next_seq + g - nP
+
+    def stat(g: int) -> list:
+        st = stats.get(g)
+        if st is None:
+            st = stats[g] = [
+                int(P["event_count"][g]),
+                int(P["first_seen_at"][g]),
+                int(P["last_seen_at"][g]),
+                bool(P["is_known"][g]),
+            ]
+        return st
+
+    cuts = np.flatnonzero(np.diff(pos)) + 1
+    for a, b in zip(
+        np.concatenate([[0], cuts]).tolist(), np.concatenate([cuts, [len(pos)]]).tolist(), strict=True
+    ):
+        p = int(pos[a])
+        ts = int(e_ts[p])
+        keys = key[a:b].tolist()
+        known = kb[a:b].tolist()
+        target = -1
+        for k, kn in zip(keys, known, strict=True):
+            if not kn:
+                continue
+            g = find(key_group.get(k, int(holder[k])))
+            if target < 0:
+                target = g
+            elif g != target:
+                sv, lo = (target, g) if order(target) < order(g) else (g, target)
+                parent[lo] = sv
+                s_, l_ = stat(sv), stat(lo)
+                s_[0] += l_[0]
+                s_[1] = min(s_[1], l_[1])
+                s_[2] = max(s_[2], l_[2])
+                s_[3] = s_[3] or l_[3]
+                merges.append((p, k, sv, lo))
+                target = sv
+        if target < 0:
+            target = nP + p
+            stats[target] = [0, ts, ts, False]
+        for k, kn in zip(keys, known, strict=True):
+            if not kn:
+                key_group.setdefault(k, target)
+        st = stat(target)
+        st[0] += 1
+        st[1] = min(st[1], ts)
+        st[2] = max(st[2], ts)
+        st[3] = st[3] or bool(anchor_k[keys].any())
+        ev_group[p] = target
+    return {
+        "find": find,
+        "parent": parent,
+        "stats": stats,
+        "ev_group": ev_group,
+        "merges": merges,
+    }
+
+
+def _rekey_merged(mem: dict[str, np.ndarray], moved: dict[str, str]) -> dict[str, np.ndarray]:
+    """Memberships of profiles merged by the merge path move to their survivor; rows meeting on one value
+    combine as `merge_profiles` does (highest-ranked status, earliest first seen, latest last seen, counts
+    summed)."""
+    pid = mem["dinmo_stitched_profile_id"]
+    hit = _isin(pid, np.array(list(moved), dtype=object))
+    if not hit.any():
+        return mem
+    pid = pid.copy()
+    pid[hit] = np.array([moved[x] for x in pid[hit]], dtype=object)
+    mem = {**mem, "dinmo_stitched_profile_id": pid}
+    touched = _isin(pid, np.array(sorted(set(moved.values())), dtype=object))
+    sub = _odf({c: v[touched] for c, v in mem.items()})
+    sub["rank"] = sub["status"].map(STATUS_RANK).astype(np.int64)
+    agg = sub.groupby(
+        ["dinmo_stitched_profile_id", "identifier_type", "value"], sort=False, as_index=False
+    ).agg(
+        rank=("rank", "max"),
+        first_seen_at=("first_seen_at", "min"),
+        last_seen_at=("last_seen_at", "max"),
+        event_count=("event_count", "sum"),
+    )
+    status_of = {r: st for st, r in STATUS_RANK.items()}
+    comb = {
+        "dinmo_stitched_profile_id": agg["dinmo_stitched_profile_id"].to_numpy(dtype=object),
+        "identifier_type": agg["identifier_type"].to_numpy(dtype=object),
+        "value": agg["value"].to_numpy(dtype=object),
+        "status": np.array([status_of[r] for r in agg["rank"].tolist()], dtype=object),
+        "first_seen_at": agg["first_seen_at"].to_numpy(dtype=np.int64),
+        "last_seen_at": agg["last_seen_at"].to_numpy(dtype=np.int64),
+        "event_count": agg["event_count"].to_numpy(dtype=np.int64),
+    }
+    return _concat([_take(mem, ~touched), comb], PROFILE_VALUE_COLUMNS)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -353,6 +477,9 @@ def stitch_window_batched(
     c_prof = labels[nE + nK :]
 
     complex_c = np.zeros(n_comp, dtype=bool)
+    # `hard`: what only the reference decides (limits, expiry, quarantine, non-active holders...). A component
+    # complex for structure alone (several profiles or creators: merges) takes the merge path below.
+    hard_c = np.zeros(n_comp, dtype=bool)
     ev_per_c = np.bincount(c_ev, minlength=n_comp)
 
     # profiles reached per component
@@ -361,6 +488,7 @@ def stitch_window_batched(
     complex_c[n_prof_c > 1] = True
     _why(complex_c, "profiles>1", ev_per_c)
     complex_c[c_prof[linked_p[~p_active[linked_p]]]] = True
+    hard_c[c_prof[linked_p[~p_active[linked_p]]]] = True
     comp_P = np.full(n_comp, -1, dtype=np.int64)
     comp_P[c_prof[linked_p]] = linked_p
 
@@ -411,6 +539,10 @@ def stitch_window_batched(
             ref = np.where(k_in_reg & (k_rfirst != NAT), np.minimum(k_rfirst, min_ts), min_ts)
             k_bad[sel_k & (max_ts > ref + lt)] = True
     complex_c[c_key[k_bad]] = True
+    hard_c[c_key[k_bad]] = True
+    # a value held by several profiles reaches the most recent holder, which the window's order changes
+    holders_k = np.bincount(m_k[in_w], minlength=nK)
+    hard_c[c_key[holders_k > 1]] = True
     _why(complex_c, "bad key", ev_per_c)
 
     # creators
@@ -440,6 +572,7 @@ def stitch_window_batched(
             reached = np.isin(pp, linked_p)
             n_t += np.bincount(c_prof[pp[reached]], minlength=n_comp)
         complex_c[n_t > limit] = True
+        hard_c[n_t > limit] = True
         _why(complex_c, f"limit {t}", ev_per_c)
 
     # blocked values held other than as 'blocked' evidence
@@ -450,15 +583,18 @@ def stitch_window_batched(
             bp = B["pos"].to_numpy()[b_bad]
             bp = bp[ev_usable[bp]]
             complex_c[c_ev[bp]] = True
+            hard_c[c_ev[bp]] = True
 
     # ---- split events -------------------------------------------------------------------------------
-    ev_complex = ev_usable & complex_c[c_ev]
-    ev_simple = ev_usable & ~ev_complex
+    merge_c = complex_c & ~hard_c
+    ev_merge = ev_usable & merge_c[c_ev]
+    ev_complex = ev_usable & complex_c[c_ev] & ~ev_merge
+    ev_simple = ev_usable & ~complex_c[c_ev]
     ev_excluded = ~ev_usable
 
     # created ids must not collide with loaded profiles (the reference would derive another id)
     creator_simple = creator & ev_simple
-    cand = np.flatnonzero(creator_simple | ev_complex)
+    cand = np.flatnonzero(creator_simple | ev_complex | (creator & ev_merge))
     cand_pid = np.array([profile_id_for(e_m[i], e_e[i]) for i in cand], dtype=object)
     if nP and len(cand) and _isin(cand_pid, p_ids).any():
         return full_reference()
@@ -526,6 +662,29 @@ def stitch_window_batched(
     else:
         rank = np.empty(0, np.int64)
         key_of_rank = np.empty(0, np.int64)
+    # ---- merge components: a union-find pass over their events, in order ----------------------------------
+    # No limit, expiry, quarantine or shared value applies there (else they would be `hard`), so the reference
+    # would: reach the profile of each known value (one holder each), target the first one in walk order,
+    # merge every other reached profile into the older of the two (audited, redirected), create a profile
+    # when nothing is known, and attach the event. Aggregates (memberships, registry, the survivor's stats)
+    # are then the simple ones on the component's final survivor; the loop gives what depends on the order:
+    # each event's profile, the merges and the merged profiles' stats at merge time.
+    mg = _merge_walk(
+        ev_merge, u_pos, u_k, rank, known_before, m_k, m_p, in_w, nK, P, next_seq, e_ts, ids, k_t
+    )
+    ev_simple = ev_simple | ev_merge  # aggregates below treat merge components like simple ones
+    s_comp_ev = np.flatnonzero(ev_simple)
+    sc = c_ev[s_comp_ev]
+    if mg is not None:
+        mg_pid = np.empty(nP + nE, dtype=object)
+        mg_pid[:nP] = P["dinmo_stitched_profile_id"]
+        new_g = np.array(sorted(g for g in mg["stats"] if g >= nP), dtype=np.int64)
+        mg_pid[new_g] = cand_pid[np.searchsorted(cand, new_g - nP)]
+        root = {g: mg["find"](g) for g in mg["stats"]}
+        mg_ev = np.array(list(mg["ev_group"]), dtype=np.int64)
+        mg_ev_g = np.array(list(mg["ev_group"].values()), dtype=np.int64)
+        mg_root_ev = np.array([root[g] for g in mg_ev_g], dtype=np.int64)
+        comp_target[c_ev[mg_ev]] = mg_pid[mg_root_ev]
     u_simple = ev_simple[u_pos]
     eff = np.where(known_before | creator[u_pos], rank[u_k], _BIG)
     dec = np.full(nE, _BIG, dtype=np.int64)
@@ -592,6 +751,9 @@ def stitch_window_batched(
         parts = [A_simple, A_excl, A_cx]
     else:
         parts = [A_simple, A_excl]
+    if mg is not None:  # each merge event's profile as decided then (before later merges)
+        at = np.searchsorted(s_comp_ev, mg_ev)
+        A_simple["dinmo_stitched_profile_id"][at] = mg_pid[mg_ev_g]
     A = _concat(parts, attr_cols)
     o = np.argsort(A["pos"], kind="stable")
     A = {c: v[o] for c, v in A.items()}
@@ -643,6 +805,29 @@ def stitch_window_batched(
             else:
                 d[c] = np.array(cols_[i], dtype=object)
         audit_parts.append(d)
+    if mg is not None and mg["merges"]:
+        mpos = np.array([m[0] for m in mg["merges"]], dtype=np.int64)
+        mkey = np.array([m[1] for m in mg["merges"]], dtype=np.int64)
+        msur = np.array([m[2] for m in mg["merges"]], dtype=np.int64)
+        mlos = np.array([m[3] for m in mg["merges"]], dtype=np.int64)
+        nmg = len(mpos)
+        audit_parts.append(
+            {
+                "o1": mpos,
+                "o2": np.ones(nmg, np.int64),
+                "o3": np.arange(nmg, dtype=np.int64),
+                "window_key": np.full(nmg, window_key, dtype=object),
+                "event_ts": e_ts[mpos],
+                "audit_type": np.full(nmg, "merge", dtype=object),
+                "identifier_type": k_t[mkey],
+                "value": k_v[mkey],
+                "dinmo_stitched_profile_id": mg_pid[msur],
+                "other_dinmo_stitched_profile_id": mg_pid[mlos],
+                "model": e_m[mpos],
+                "event_id": e_e[mpos],
+                "detail": np.full(nmg, "merged into the oldest profile", dtype=object),
+            }
+        )
     acols = ["o1", "o2", "o3", *AUDIT_COLUMNS]
     if audit_parts:
         AU = _concat(audit_parts, acols)
@@ -753,7 +938,10 @@ def stitch_window_batched(
     mem_parts.insert(0, _take(M2, ~mem_sel))
     if cx_state is not None:
         mem_parts.append(_norm(cx_state.profile_values, PROFILE_VALUE_COLUMNS))
-    memberships = _frame(PROFILE_VALUE_COLUMNS, _concat(mem_parts, PROFILE_VALUE_COLUMNS))
+    MEM = _concat(mem_parts, PROFILE_VALUE_COLUMNS)
+    if mg is not None and mg["merges"]:
+        MEM = _rekey_merged(MEM, {mg_pid[g]: mg_pid[root[g]] for g in mg["parent"]})
+    memberships = _frame(PROFILE_VALUE_COLUMNS, MEM)
 
     # profiles
     c_n = np.bincount(sc, minlength=n_comp)
@@ -789,9 +977,45 @@ def stitch_window_batched(
         "event_count": c_n[new_c],
         "is_known": c_anchor[new_c],
     }
-    prof_parts = [_take(P2, ~p_sel), P_new]
-    # renumber created profiles by the global order of their creating events
     created_pos = [cr_pos]
+    mg_new: dict[str, np.ndarray] | None = None
+    if mg is not None:
+        st = mg["stats"]
+        for g, (cnt, fst, lst, kn) in st.items():  # loaded profiles of merge components
+            if g < nP:
+                P2["event_count"][g], P2["first_seen_at"][g], P2["last_seen_at"][g] = cnt, fst, lst
+                P2["is_known"][g] = kn
+                if g in mg["parent"]:
+                    P2["status"][g] = "merged"
+                    P2["merged_to_dinmo_stitched_profile_id"][g] = mg_pid[root[g]]
+        new_root = np.array([root[g] for g in new_g], dtype=np.int64)
+        merged_new = np.array([g in mg["parent"] for g in new_g], dtype=bool)
+        mg_new = {
+            "dinmo_stitched_profile_id": mg_pid[new_g],
+            "created_sequence": new_g - nP,  # renumbered below
+            "created_at": e_ts[new_g - nP],
+            "first_seen_at": np.array([st[g][1] for g in new_g], dtype=np.int64),
+            "last_seen_at": np.array([st[g][2] for g in new_g], dtype=np.int64),
+            "status": np.where(merged_new, "merged", "active").astype(object),
+            "merged_to_dinmo_stitched_profile_id": np.where(merged_new, mg_pid[new_root], None).astype(
+                object
+            ),
+            "event_count": np.array([st[g][0] for g in new_g], dtype=np.int64),
+            "is_known": np.array([st[g][3] for g in new_g], dtype=bool),
+        }
+        created_pos.append(new_g - nP)
+        # redirects to a loaded profile merged now follow it to the survivor (one hop)
+        lost = {mg_pid[g]: mg_pid[root[g]] for g in mg["parent"] if g < nP}
+        if lost:
+            D = _writable(D)
+            rp = _isin(D["to_id"], np.array(list(lost), dtype=object))
+            D["to_id"][rp] = np.array([lost[t] for t in D["to_id"][rp]], dtype=object)
+            fp = _find(p_ids, D["from_id"][rp])
+            P2["merged_to_dinmo_stitched_profile_id"][fp[fp >= 0]] = D["to_id"][rp][fp >= 0]
+    prof_parts = [_take(P2, ~p_sel), P_new]
+    if mg_new is not None:
+        prof_parts.append(mg_new)
+    # renumber created profiles by the global order of their creating events
     if cx_state is not None:
         CP = _writable(_norm(cx_state.profiles, PROFILE_COLUMNS))
         is_new = CP["created_sequence"] >= next_seq
@@ -805,10 +1029,23 @@ def stitch_window_batched(
     P_new["created_sequence"] = np.array([seq_of[int(p)] for p in cr_pos], dtype=np.int64)
     if cx_state is not None:
         CP["created_sequence"][is_new] = np.array([seq_of[int(p)] for p in cpos], dtype=np.int64)
+    if mg_new is not None:
+        mg_new["created_sequence"] = np.array([seq_of[int(p)] for p in new_g - nP], dtype=np.int64)
     profiles = _frame(PROFILE_COLUMNS, _concat(prof_parts, PROFILE_COLUMNS))
 
     # redirects
     red_parts = [_take(D, ~red_sel)]
+    if mg is not None and mg["merges"]:
+        red_parts.append(
+            {
+                "from_id": mg_pid[mlos],
+                "to_id": mg_pid[np.array([root[g] for g in mlos], dtype=np.int64)],
+                "merged_at": e_ts[mpos],
+                "evidence_model": e_m[mpos],
+                "evidence_event_id": e_e[mpos],
+                "window_key": np.full(nmg, window_key, dtype=object),
+            }
+        )
     if cx_state is not None:
         red_parts.append(_norm(cx_state.redirects, REDIRECT_COLUMNS))
     redirects = _frame(REDIRECT_COLUMNS, _concat(red_parts, REDIRECT_COLUMNS))
@@ -820,7 +1057,11 @@ def stitch_window_batched(
         redirects=redirects,
         next_sequence=next_seq + len(order_pos),
     )
-    metrics, by_model, by_type = window_metrics(attribution, audit, observations, nn + cx_created, cx_merged)
+    mg_created = len(new_g) if mg is not None else 0
+    mg_merged = len(mg["merges"]) if mg is not None else 0
+    metrics, by_model, by_type = window_metrics(
+        attribution, audit, observations, nn + cx_created + mg_created, cx_merged + mg_merged
+    )
     metrics["events_fast_path"] = int(ev_simple.sum() + ev_excluded.sum())
     return WindowResult(
         state=new_state,
