@@ -51,3 +51,17 @@ def test_config_env_var_picks_the_file(tmp_path: Path, monkeypatch):
     monkeypatch.setenv(CONFIG_ENV, str(p))
     with pytest.raises(ConfigError, match="mine.yaml"):
         load_config()
+
+
+def test_duckdb_memory_limit_is_validated_and_applied_to_the_pipeline_connection(tmp_path: Path, monkeypatch):
+    from identity_pipeline.defs.resources import duckdb_resource
+
+    with pytest.raises(ConfigError, match=r"at 'duckdb_memory_limit': .*such as '2GB'.*\(got 'lots'\)"):
+        parse_config({"duckdb_memory_limit": "lots"}, source="x.yaml")
+    monkeypatch.delenv(DB_ENV, raising=False)
+    cfg = PipelineConfig(duckdb_path="db.duckdb", duckdb_memory_limit="512MB", base_dir=str(tmp_path))
+    with duckdb_resource(cfg).get_connection() as con:
+        limit = con.execute("select current_setting('memory_limit')").fetchall()[0][0]
+    assert limit.replace(" ", "") in ("512.0MiB", "488.2MiB", "512MB", "488.2MB"), limit
+    default = PipelineConfig(duckdb_path="db2.duckdb", base_dir=str(tmp_path))
+    assert duckdb_resource(default).connection_config == {}

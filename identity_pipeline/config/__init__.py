@@ -8,10 +8,11 @@ and what was expected. Paths: `IDENTITY_PIPELINE_CONFIG` picks the file, `IDENTI
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import yaml
-from pydantic import ValidationError
+from pydantic import ValidationError, field_validator
 
 from identity_pipeline.config.errors import ConfigError
 from identity_pipeline.config.event_stitching import EventStitchingConfig
@@ -40,10 +41,22 @@ class PipelineConfig(StrictModel):
     """Top level of the YAML file. Each capability is optional; at least one must be present."""
 
     duckdb_path: str = "identity.duckdb"
+    # DuckDB `memory_limit` of the pipeline's connection (e.g. "2GB"); empty = DuckDB's default (80% of RAM).
+    # DuckDB spills to disk above it, so a long Event Stitching backfill stays within a known footprint.
+    duckdb_memory_limit: str | None = None
     profile_resolution: ProfileResolutionConfig | None = None
     event_stitching: EventStitchingConfig | None = None
     # Folder the config file lives in; relative source paths resolve against it. Set by the loader.
     base_dir: str = "."
+
+    @field_validator("duckdb_memory_limit")
+    @classmethod
+    def _memory_limit(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        if not re.fullmatch(r"\s*\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", str(v)):
+            raise ValueError("duckdb_memory_limit must be a size such as '2GB' or '512MB'")
+        return str(v).strip()
 
     def base_path(self) -> Path:
         return Path(self.base_dir)

@@ -10,4 +10,5 @@ from identity_pipeline.config import PipelineConfig
 def duckdb_resource(config: PipelineConfig) -> DuckDBResource:
     path = config.database_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    return DuckDBResource(database=str(path))
+    settings = {"memory_limit": config.duckdb_memory_limit} if config.duckdb_memory_limit else {}
+    return DuckDBResource(database=str(path), connection_config=settings)

@@ -25,9 +25,15 @@ test_batched_equivalence.py):
 3. SIMPLE components are computed with group-bys: attribution (decided by the first value in walk order that
    was already on the profile; the creator's first value), profile / membership / registry updates,
    is_known. Blocked values are audited once per value and window at their first event, for every event.
-4. COMPLEX components run through the reference together, on just their events and the subgraph their values
-   reach. Profiles created there and by simple components get `created_sequence` renumbered by the global
-   order of their creating events.
+4. MERGE components are complex only by structure (they reach several profiles, or have several creators,
+   or a creator and a profile) while nothing else applies (every reached profile active, each value held by
+   at most one profile, no limit, expiry, quarantine or blocked-value conflict): a union-find pass over their
+   events in order gives what the reference would (each event's profile, merges into the oldest profile with
+   audits and one-hop redirects, merged profiles' stats at merge time); aggregates are the simple ones on the
+   component's final survivor, and memberships of merged profiles move to it.
+   Other COMPLEX components run through the reference together, on just their events and the subgraph their
+   values reach. Profiles created there and by the other paths get `created_sequence` renumbered by the
+   global order of their creating events.
 5. Anything the split cannot reproduce (a created id colliding with a loaded profile) runs the whole window
    through the reference.
 """
