@@ -55,8 +55,8 @@ from identity_pipeline.core.event_stitching.state import (
     PROFILE_VALUE_COLUMNS,
     REDIRECT_COLUMNS,
     REGISTRY_COLUMNS,
-    STATUS_RANK,
     GraphState,
+    combine_memberships,
 )
 
 SEP = "\x1f"
@@ -298,25 +298,9 @@ def _rekey_merged(mem: dict[str, np.ndarray], moved: dict[str, str]) -> dict[str
     pid[hit] = np.array([moved[x] for x in pid[hit]], dtype=object)
     mem = {**mem, "dinmo_stitched_profile_id": pid}
     touched = _isin(pid, np.array(sorted(set(moved.values())), dtype=object))
-    sub = _odf({c: v[touched] for c, v in mem.items()})
-    sub["rank"] = sub["status"].map(STATUS_RANK).astype(np.int64)
-    agg = sub.groupby(
-        ["dinmo_stitched_profile_id", "identifier_type", "value"], sort=False, as_index=False
-    ).agg(
-        rank=("rank", "max"),
-        first_seen_at=("first_seen_at", "min"),
-        last_seen_at=("last_seen_at", "max"),
-        event_count=("event_count", "sum"),
-    )
-    status_of = {r: st for st, r in STATUS_RANK.items()}
+    agg = combine_memberships(_odf({c: v[touched] for c, v in mem.items()}))
     comb = {
-        "dinmo_stitched_profile_id": agg["dinmo_stitched_profile_id"].to_numpy(dtype=object),
-        "identifier_type": agg["identifier_type"].to_numpy(dtype=object),
-        "value": agg["value"].to_numpy(dtype=object),
-        "status": np.array([status_of[r] for r in agg["rank"].tolist()], dtype=object),
-        "first_seen_at": agg["first_seen_at"].to_numpy(dtype=np.int64),
-        "last_seen_at": agg["last_seen_at"].to_numpy(dtype=np.int64),
-        "event_count": agg["event_count"].to_numpy(dtype=np.int64),
+        c: agg[c].to_numpy(dtype=np.int64 if c in _TS or c in _INT else object) for c in PROFILE_VALUE_COLUMNS
     }
     return _concat([_take(mem, ~touched), comb], PROFILE_VALUE_COLUMNS)
 

@@ -188,16 +188,7 @@ def carry_merged_memberships(unloaded: pd.DataFrame, merged_to: dict[str, str]) 
     df = unloaded[PROFILE_VALUE_COLUMNS].copy()
     pid = df["dinmo_stitched_profile_id"].astype(object)
     df["dinmo_stitched_profile_id"] = pid.map(merged_to).fillna(pid).astype(object)
-    df["rank"] = df["status"].map(STATUS_RANK).astype("int64")
-    out = df.groupby(
-        ["dinmo_stitched_profile_id", "identifier_type", "value"], sort=True, as_index=False
-    ).agg(
-        rank=("rank", "max"),
-        first_seen_at=("first_seen_at", "min"),
-        last_seen_at=("last_seen_at", "max"),
-        event_count=("event_count", "sum"),
-    )
-    out["status"] = out["rank"].map({r: s for s, r in STATUS_RANK.items()})
+    out = combine_memberships(df)
     return _frame(
         PROFILE_VALUE_COLUMNS,
         {
@@ -209,6 +200,22 @@ def carry_merged_memberships(unloaded: pd.DataFrame, merged_to: dict[str, str]) 
             for c in PROFILE_VALUE_COLUMNS
         },
     )
+
+
+def combine_memberships(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (profile, identifier_type, value): rows meeting on a key combine as `merge_profiles`
+    combines two memberships (highest-ranked status, earliest first_seen, latest last_seen, summed counts)."""
+    df = rows[PROFILE_VALUE_COLUMNS].assign(rank=rows["status"].map(STATUS_RANK).astype("int64"))
+    out = df.groupby(
+        ["dinmo_stitched_profile_id", "identifier_type", "value"], sort=True, as_index=False
+    ).agg(
+        rank=("rank", "max"),
+        first_seen_at=("first_seen_at", "min"),
+        last_seen_at=("last_seen_at", "max"),
+        event_count=("event_count", "sum"),
+    )
+    out["status"] = out["rank"].map({r: s for s, r in STATUS_RANK.items()})
+    return out[PROFILE_VALUE_COLUMNS]
 
 
 # ------------------------------------------------------------------------------------------------------------
