@@ -9,6 +9,11 @@ Design (see `docs/event-stitching-storage.md`):
   `version_window_key` (the window that wrote it) and `is_deleted` (a tombstone). "State before window N" is
   the latest version per key among rows written by windows strictly before N; a window writes only the rows it
   changed (a diff of the loaded subgraph against the engine's result).
+* `live_<name>` tables hold the state after the last window processed in order (`live_as_of.valid_before`),
+  kept current in each window's transaction, so a window reads the current graph, not the version history;
+  they are rebuilt from the versions when a window is re-run (`ensure_live`).
+* A window loads only the memberships its rules read (`state.profile_wide_types`); the others follow the
+  window's merges in the store (`carry_unloaded_memberships`).
 * Re-running window N deletes the rows written by window N (state versions and per-window outputs) and inserts
   the new ones in **one transaction**. Rows of later windows stay; if window N's state changed, later windows
   are marked `outdated` and must be re-run in order before anything newer is processed.
