@@ -621,10 +621,15 @@ def _types_sql(types: list[str]) -> str:
     return "identifier_type in (" + ", ".join("'" + t.replace("'", "''") + "'" for t in types) + ")"
 
 
-_IN_WINDOW = (
-    "exists (select 1 from __es_wv w where w.identifier_type = profile_values.identifier_type "
-    "and w.value = profile_values.value)"
-)
+def _key_in(keys_table: str, alias: str) -> str:
+    """SQL condition: the row `alias` has an (identifier_type, value) listed in temp table `keys_table`."""
+    return (
+        f"exists (select 1 from {keys_table} k where k.identifier_type = {alias}.identifier_type "
+        f"and k.value = {alias}.value)"
+    )
+
+
+_IN_WINDOW = _key_in("__es_wv", "profile_values")
 
 
 def load_subgraph(
@@ -656,14 +661,10 @@ def load_subgraph(
     finally:
         con.unregister("__es_values")
     ensure_live(con, start)
-    in_wv = (
-        "exists (select 1 from __es_wv w where w.identifier_type = {t}.identifier_type "
-        "and w.value = {t}.value)"
-    )
-    registry = con.execute(_live("value_registry", in_wv.format(t="value_registry"))).df()
+    registry = con.execute(_live("value_registry", _key_in("__es_wv", "value_registry"))).df()
     con.execute(
         "create or replace temp table __es_pids as select distinct dinmo_stitched_profile_id from "
-        f"{STATE}.live_profile_values profile_values where {in_wv.format(t='profile_values')}"
+        f"{STATE}.live_profile_values profile_values where {_IN_WINDOW}"
     ).fetchall()
     in_pids = "dinmo_stitched_profile_id in (select dinmo_stitched_profile_id from __es_pids)"
     rule_read = ""
@@ -731,8 +732,7 @@ def carry_unloaded_memberships(
             _live(
                 "profile_values",
                 "dinmo_stitched_profile_id in (select to_id from __es_merged) "
-                f"and {not_loaded} and exists (select 1 from __es_carry c where c.identifier_type = "
-                "profile_values.identifier_type and c.value = profile_values.value)",
+                f"and {not_loaded} and {_key_in('__es_carry', 'profile_values')}",
             )
         ).df()
         losers = con.execute("select * from __es_carry").df()
@@ -875,20 +875,16 @@ def _update_conflicts(con: duckdb.DuckDBPyConnection, config: Any, window: Windo
             select distinct identifier_type, value from __es_diff_profile_values
             union select distinct identifier_type, value from __es_diff_value_registry"""
     ).fetchall()
-    touched = (
-        "exists (select 1 from __es_touched t where t.identifier_type = {t}.identifier_type "
-        "and t.value = {t}.value)"
-    )
     con.execute(
         f"""create or replace temp table __es_diff_value_conflicts as
-        with mem as ({_live("profile_values", touched.format(t="profile_values"))}),
+        with mem as ({_live("profile_values", _key_in("__es_touched", "profile_values"))}),
         prof as ({
             _live(
                 "profiles",
                 "dinmo_stitched_profile_id in (select dinmo_stitched_profile_id from mem)",
             )
         }),
-        reg as ({_live("value_registry", touched.format(t="value_registry"))}),
+        reg as ({_live("value_registry", _key_in("__es_touched", "value_registry"))}),
         cnt as (
             select t.identifier_type, t.value,
                    count(distinct m.dinmo_stitched_profile_id) filter (
@@ -905,7 +901,7 @@ def _update_conflicts(con: duckdb.DuckDBPyConnection, config: Any, window: Windo
                              + to_microseconds(cast(lt.lifetime_seconds * 1e6 as BIGINT)) end as expires_at
             from cnt c left join reg r using (identifier_type, value)
             left join {_lifetimes_sql(config)} using (identifier_type)),
-        prev as ({_live("value_conflicts", touched.format(t="value_conflicts"))})
+        prev as ({_live("value_conflicts", _key_in("__es_touched", "value_conflicts"))})
         select false as is_deleted, cur.identifier_type, cur.value, cur.active_profiles, cur.is_conflict,
                cur.expires_at
         from cur left join prev using (identifier_type, value)
