@@ -11,6 +11,7 @@ from identity_pipeline.core.event_stitching.metrics import active_conflicts
 from identity_pipeline.core.event_stitching.state import (
     GraphState,
     carry_merged_memberships,
+    carry_merged_redirects,
     profile_wide_types,
 )
 from identity_pipeline_tests.event_stitching.strategies import (
@@ -214,14 +215,23 @@ def _store_like(before: GraphState, loaded: GraphState, out: GraphState, window_
     frames["profile_values"] = pd.concat(
         [rest, carry_merged_memberships(touched, merged_to)], ignore_index=True
     )
+    # older redirects to the profiles merged now (never loaded) and the profiles they come from
+    rd, pr = frames["redirects"], frames["profiles"]
+    loaded_red = set(loaded.redirects["from_id"])
+    old_red = rd["to_id"].isin(list(merged_to)) & ~rd["from_id"].isin(list(loaded_red))
+    sources = pr["dinmo_stitched_profile_id"].isin(list(rd.loc[old_red, "from_id"]))
+    moved_red, moved_prof = carry_merged_redirects(rd[old_red], pr[sources], merged_to)
+    frames["redirects"] = pd.concat([rd[~old_red], moved_red], ignore_index=True)
+    frames["profiles"] = pd.concat([pr[~sources], moved_prof], ignore_index=True)
     return GraphState(**frames, next_sequence=out.next_sequence)
 
 
 @SETTINGS
 @given(streams())
 def test_profile_wide_subgraph_with_carried_memberships_gives_the_full_state(stream):
-    """Loading only the memberships the rules read (window values + `profile_wide_types`) and carrying the
-    others on merges, as the store does, gives the same outputs and the same whole state as the full state."""
+    """Loading only the memberships the rules read (window values + `profile_wide_types`), no redirects nor
+    merged profiles, and carrying the others on merges, as the store does, gives the same outputs and the
+    same whole state as the full state."""
     config, windows = stream
     wide = profile_wide_types(config)
     state = GraphState.empty()

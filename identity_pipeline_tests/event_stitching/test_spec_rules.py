@@ -712,6 +712,41 @@ def test_guarantees_a_window_loads_only_the_memberships_its_rules_read_and_merge
     assert (profiles[p2]["status"], profiles[p1]["event_count"]) == ("merged", 4)
 
 
+def test_guarantees_a_window_loads_no_redirects_and_merges_re_point_the_older_ones_in_the_store():
+    # Day 1: P3 merges into P2 (redirect P3 -> P2). Day 2 merges P2 into P1 without seeing P3's values: the
+    # window loads neither the redirect nor P3, and the store still re-points it to P1 (one hop), with P3's
+    # merged_to, as a run over the whole state would.
+    cfg = make_config()
+    con = store_run(
+        cfg,
+        [
+            (
+                "2026-11-01",
+                [
+                    ev("e1", 1, anonymous_id="a1"),
+                    ev("e2", 2, anonymous_id="a2"),
+                    ev("e3", 3, anonymous_id="a3"),
+                    ev("e4", 4, anonymous_id=["a2", "a3"]),
+                ],
+            )
+        ],
+    )
+    p1, p2, p3 = pid("e1"), pid("e2"), pid("e3")
+    window = store.window_for_key(cfg, "2026-11-02")
+    events, long = frames([ev("e5", DAY + 1, anonymous_id=["a1", "a2"])])
+    obs = extract_observations(long, cfg)
+    sub = store.load_subgraph(con, obs, window, cfg)
+    assert len(sub.redirects) == 0
+    assert set(sub.profiles["dinmo_stitched_profile_id"]) == {p1, p2}
+    store.process_window(con, cfg, window, events, obs)
+    redirects = {r["from_id"]: r["to_id"] for r in view(con, store.REDIRECTS_VIEW)}
+    assert redirects == {p3: p1, p2: p1}
+    profiles = {r["dinmo_stitched_profile_id"]: r for r in view(con, store.PROFILES_VIEW)}
+    assert {p: profiles[p]["merged_to_dinmo_stitched_profile_id"] for p in (p2, p3)} == {p2: p1, p3: p1}
+    assert (profiles[p1]["status"], profiles[p1]["event_count"]) == ("active", 5)
+    _live_vs_versions(con)
+
+
 def _live_vs_versions(con: duckdb.DuckDBPyConnection) -> None:
     """The live tables equal the latest versions of every key written by the windows before `valid_before`
     (the state the next window in order reads)."""

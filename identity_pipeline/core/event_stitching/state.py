@@ -135,10 +135,13 @@ class GraphState:
         """The part of the state a window with these (identifier_type, value) pairs touches.
 
         Registry rows and memberships of the values, the profiles holding them, the memberships of those
-        profiles (all of them, or with `profile_wide` only those of these types: see `profile_wide_types`),
-        the redirects pointing to those profiles and the (merged) profiles those redirects come from. The
-        engine gives the same decisions on this subgraph as on the full state; with `profile_wide`, the
-        memberships left out follow the window's merges through `carry_merged_memberships`.
+        profiles, the redirects pointing to those profiles and the (merged) profiles those redirects come
+        from. The engine gives the same decisions on this subgraph as on the full state.
+
+        With `profile_wide` (the rule-read subgraph the store loads): only the memberships of these types
+        (see `profile_wide_types`) beside the window's values, and no redirects nor merged profiles, which
+        no rule reads; they follow the window's merges through `carry_merged_memberships` and
+        `carry_merged_redirects`, so the window's cost does not grow with its profiles' history.
         """
         keys = set(zip(_strs(values["identifier_type"]), _strs(values["value"]), strict=True))
         pv = self.profile_values
@@ -152,6 +155,8 @@ class GraphState:
         reg_keys = pd.Series(list(zip(reg["identifier_type"], reg["value"], strict=True)), dtype="object")
         reg_hit = reg_keys.isin(keys).to_numpy() if len(reg) else np.zeros(0, dtype=bool)
         redirects = self.redirects[self.redirects["to_id"].isin(pids)]
+        if profile_wide is not None:
+            redirects = redirects.iloc[:0]
         prof_ids = pids | set(redirects["from_id"])
         return GraphState(
             profiles=self.profiles[self.profiles["dinmo_stitched_profile_id"].isin(prof_ids)].reset_index(
@@ -200,6 +205,28 @@ def carry_merged_memberships(unloaded: pd.DataFrame, merged_to: dict[str, str]) 
             for c in PROFILE_VALUE_COLUMNS
         },
     )
+
+
+def carry_merged_redirects(
+    redirects: pd.DataFrame, profiles: pd.DataFrame, merged_to: dict[str, str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Redirects a window did not load, after its merges (`merged_to`: profile merged in the window -> its
+    survivor), and the merged profiles they come from.
+
+    As `merge_profiles` does for loaded ones: a redirect to a profile merged now points to the survivor
+    (redirects stay one hop), and so does its source profile's `merged_to_dinmo_stitched_profile_id`.
+    Returns the rows that replace (`redirects`, `profiles`).
+    """
+    redirects = redirects[REDIRECT_COLUMNS].reset_index(drop=True).copy()
+    profiles = profiles[PROFILE_COLUMNS].reset_index(drop=True).copy()
+    to_id = redirects["to_id"].astype(object)
+    redirects["to_id"] = to_id.map(merged_to).fillna(to_id).astype(object)
+    new_to = dict(zip(redirects["from_id"], redirects["to_id"], strict=True))
+    pid = profiles["dinmo_stitched_profile_id"].astype(object)
+    points = pid.map(new_to)
+    col = "merged_to_dinmo_stitched_profile_id"
+    profiles[col] = points.where(points.notna(), profiles[col].astype(object)).astype(object)
+    return redirects, profiles
 
 
 def combine_memberships(rows: pd.DataFrame) -> pd.DataFrame:

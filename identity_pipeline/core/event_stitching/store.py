@@ -12,8 +12,9 @@ Design (see `docs/event-stitching-storage.md`):
 * `live_<name>` tables hold the state after the last window processed in order (`live_as_of.valid_before`),
   kept current in each window's transaction, so a window reads the current graph, not the version history;
   they are rebuilt from the versions when a window is re-run (`ensure_live`).
-* A window loads only the memberships its rules read (`state.profile_wide_types`); the others follow the
-  window's merges in the store (`carry_unloaded_memberships`).
+* A window loads only what its rules read (the memberships of `state.profile_wide_types` and of its values;
+  no redirects, no merged profiles); the rest follows the window's merges in the store
+  (`carry_unloaded_rows`).
 * Re-running window N deletes the rows written by window N (state versions and per-window outputs) and inserts
   the new ones in **one transaction**. Rows of later windows stay; if window N's state changed, later windows
   are marked `outdated` and must be re-run in order before anything newer is processed.
@@ -642,10 +643,11 @@ def load_subgraph(
 
     Holds: registry rows and memberships of the given (identifier_type, value) pairs, the profiles holding
     them, the memberships of those profiles, and the redirects pointing to those profiles. With `config`,
-    only the memberships the rules read: the window's values and the `profile_wide_types` (anchors,
-    capacity-limited weak types); the others (old sessions, cookies...) stay in the store and follow the
-    window's merges through `carry_unloaded_memberships`. So a window's cost does not grow with the history
-    of the profiles it touches.
+    only what the rules read (`GraphState.subgraph(..., profile_wide)`): the memberships of the window's
+    values and of the `profile_wide_types` (anchors, capacity-limited weak types), and no redirects nor
+    merged profiles; the rest (old sessions, cookies, the profiles merged into these...) stays in the store
+    and follows the window's merges through `carry_unloaded_rows`. So a window's cost does not grow with
+    the history of the profiles it touches.
     """
     from identity_pipeline.core.event_stitching.state import GraphState
 
@@ -673,9 +675,10 @@ def load_subgraph(
 
         rule_read = f" and ({_types_sql(profile_wide_types(config))} or {_IN_WINDOW})"
     memberships = con.execute(_live("profile_values", f"{in_pids}{rule_read}")).df()
-    redirects = con.execute(
-        _live("redirects", "to_id in (select dinmo_stitched_profile_id from __es_pids)")
-    ).df()
+    red_where = (
+        "false" if config is not None else "to_id in (select dinmo_stitched_profile_id from __es_pids)"
+    )
+    redirects = con.execute(_live("redirects", red_where)).df()
     # the profiles holding the values, and the merged profiles redirecting to them
     con.register("__es_redirect_from", redirects[["from_id"]])
     try:
@@ -702,16 +705,22 @@ def load_subgraph(
     return state
 
 
-def carry_unloaded_memberships(
+def carry_unloaded_rows(
     con: duckdb.DuckDBPyConnection, config: Any, window: Window, loaded: Any, result_state: Any
 ) -> tuple[Any, Any]:
-    """(loaded, result) states extended with the memberships `load_subgraph(config=...)` left out that
-    the window's merges move: those of each profile merged in this window, and its survivor's rows of the
-    same values, before and after `carry_merged_memberships`. `save_window` then diffs them like the rest.
-    Call right after `load_subgraph` (it reads the window's values table `__es_wv`)."""
+    """(loaded, result) states extended with the rows `load_subgraph(config=...)` left out that the
+    window's merges change, before and after the change: the memberships of each profile merged in this
+    window and its survivor's rows of the same values (`carry_merged_memberships`), and the older redirects
+    to a profile merged now with the profiles they come from (`carry_merged_redirects`). `save_window` then
+    diffs them like the rest. Call right after `load_subgraph` (it reads the window's values table
+    `__es_wv`)."""
     from dataclasses import replace
 
-    from identity_pipeline.core.event_stitching.state import carry_merged_memberships, profile_wide_types
+    from identity_pipeline.core.event_stitching.state import (
+        carry_merged_memberships,
+        carry_merged_redirects,
+        profile_wide_types,
+    )
 
     red = result_state.redirects
     red = red[red["window_key"] == window.key]
@@ -737,8 +746,42 @@ def carry_unloaded_memberships(
         ).df()
         losers = con.execute("select * from __es_carry").df()
         con.execute("drop table __es_carry").fetchall()
+        # redirects this window did not load (none with config) to a profile it merged
+        loaded_from = loaded.redirects["from_id"].astype(object).tolist()
+        con.register("__es_loaded_from", pd.DataFrame({"from_id": pd.Series(loaded_from, dtype=object)}))
+        try:
+            old_red = con.execute(
+                _live(
+                    "redirects",
+                    "to_id in (select from_id from __es_merged) "
+                    "and from_id not in (select from_id from __es_loaded_from)",
+                )
+            ).df()
+        finally:
+            con.unregister("__es_loaded_from")
     finally:
         con.unregister("__es_merged")
+    if len(old_red):
+        con.register("__es_old_red", old_red[["from_id"]])
+        try:
+            sources = con.execute(
+                _live("profiles", "dinmo_stitched_profile_id in (select from_id from __es_old_red)")
+            ).df()
+        finally:
+            con.unregister("__es_old_red")
+        old_red = _conform(old_red, loaded.redirects)
+        sources = _conform(sources, loaded.profiles)
+        moved_red, moved_prof = carry_merged_redirects(old_red, sources, merged_to)
+        loaded = replace(
+            loaded,
+            redirects=pd.concat([loaded.redirects, old_red], ignore_index=True),
+            profiles=pd.concat([loaded.profiles, sources], ignore_index=True),
+        )
+        result_state = replace(
+            result_state,
+            redirects=pd.concat([result_state.redirects, moved_red], ignore_index=True),
+            profiles=pd.concat([result_state.profiles, moved_prof], ignore_index=True),
+        )
     template = loaded.profile_values
     unloaded = pd.concat([_conform(losers, template), _conform(survivors, template)], ignore_index=True)
     if len(unloaded) == 0:
@@ -1106,7 +1149,7 @@ def process_window(
     t_load = time.perf_counter()
     result = stitch_window(loaded, events, observations, config, window.key)
     t_stitch = time.perf_counter()
-    loaded, state = carry_unloaded_memberships(con, config, window, loaded, result.state)
+    loaded, state = carry_unloaded_rows(con, config, window, loaded, result.state)
     result.state = state
     t_carry = time.perf_counter()
     metrics = save_window(con, config, window, result, loaded, events=len(events), started=started)
