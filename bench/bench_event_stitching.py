@@ -137,8 +137,9 @@ def child(args: argparse.Namespace) -> None:
     for p in (db, Path(str(db) + ".wal")):
         p.unlink(missing_ok=True)
     con = duckdb.connect(str(db))
-    if args.memory_limit:
-        con.execute(f"set memory_limit = '{args.memory_limit}'")
+    memory_limit = args.memory_limit or config.duckdb_memory_limit  # as the Dagster DuckDB resource does
+    if memory_limit:
+        con.execute(f"set memory_limit = '{memory_limit}'")
     windows = store.config_windows(es)
     if args.windows:
         windows = windows[: args.windows]
@@ -221,6 +222,7 @@ def child(args: argparse.Namespace) -> None:
         json.dumps(
             {
                 "wall_s": wall,
+                "duckdb_memory_limit": memory_limit,
                 "events": n_events,
                 "events_per_s": n_events / wall if wall else 0.0,
                 "peak_rss_mb": rss,
@@ -236,10 +238,14 @@ def child(args: argparse.Namespace) -> None:
 
 
 def ensure_data(events: int, days: int, seed: int) -> Path:
-    from identity_pipeline.generators.events import write
+    import yaml
+
+    from identity_pipeline.generators.events import config_dict, write
 
     out = DATA / f"es_{events}_{days}_s{seed}"
     if (out / "config.yaml").is_file() and (out / "app_events.parquet").is_file():
+        # the events are cached; the config is rewritten so it follows the generator's current settings
+        (out / "config.yaml").write_text(yaml.safe_dump(config_dict(days), sort_keys=False))
         print(f"data: cached {out}")
         return out
     t0 = time.perf_counter()
@@ -254,7 +260,11 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--runs", type=int, default=None, help="default 3 (1 for >= 10M events)")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--memory-limit", default=None, help="DuckDB memory_limit, e.g. 3GB")
+    parser.add_argument(
+        "--memory-limit",
+        default=None,
+        help="DuckDB memory_limit, e.g. 2GB (default: the config's duckdb_memory_limit)",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the child, print the top")
     parser.add_argument("--windows", type=int, default=0, help="only the first N windows (no naive)")
     parser.add_argument(
@@ -289,7 +299,9 @@ def main() -> int:
         times = [w["seconds"] for w in res["windows"]]
         print(
             f"run {i}: {res['wall_s']:.1f}s, {res['events_per_s']:,.0f} events/s, "
-            f"peak RSS {res['peak_rss_mb']:,.0f} MB, window last/first {res['window_ratio_last_first']:.2f} "
+            f"peak RSS {res['peak_rss_mb']:,.0f} MB "
+            f"(DuckDB memory_limit {res['duckdb_memory_limit'] or 'default'}), "
+            f"window last/first {res['window_ratio_last_first']:.2f} "
             f"(min {min(times):.2f}s, max {max(times):.2f}s), fast path {res['events_fast_path']:,} events\n"
             f"        stitched P {s['precision']:.4f} R {s['recall']:.4f} ({s['profiles']:,} profiles)"
             + (
