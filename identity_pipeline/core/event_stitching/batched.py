@@ -132,6 +132,40 @@ def _odf(data: dict) -> pd.DataFrame:
     )
 
 
+def _joined(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Both arrays in one: integer codes stay integers (hashed ~10x faster than strings), anything else
+    becomes an object array."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype.kind in "iu" and b.dtype.kind in "iu":
+        return np.concatenate([a.astype(np.int64), b.astype(np.int64)])
+    return np.concatenate([a.astype(object), b.astype(object)])
+
+
+def _pair_codes(*pairs: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
+    """int64 codes of (a, b) pairs, equal exactly when both parts are equal, consistent across all the given
+    arrays: one hash pass per part, instead of building `a + SEP + b` strings (new objects, hashed again by
+    every lookup) for (model, event_id) and (identifier_type, value) keys."""
+    lens = [len(a) for a, _ in pairs]
+    if sum(lens) == 0:
+        return [np.empty(0, dtype=np.int64) for _ in pairs]
+    a_codes, _ = pd.factorize(np.concatenate([np.asarray(a, dtype=object) for a, _ in pairs]))
+    b_codes, b_uniques = pd.factorize(np.concatenate([np.asarray(b, dtype=object) for _, b in pairs]))
+    codes = (a_codes.astype(np.int64) + 1) * (len(b_uniques) + 1) + (b_codes.astype(np.int64) + 1)
+    return np.split(codes, np.cumsum(lens)[:-1])
+
+
+def _argsort_rows(*columns: np.ndarray) -> np.ndarray:
+    """Stable argsort by several columns (ints or strings), first column first, like a pandas mergesort on
+    them but in Arrow (several times faster on string columns; UTF-8 byte order is code-point order, as
+    Python compares strings)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = pa.table({f"c{i}": pa.array(np.asarray(c)) for i, c in enumerate(columns)})
+    keys = [(f"c{i}", "ascending") for i in range(len(columns))]
+    return pc.sort_indices(table, sort_keys=keys).to_numpy().astype(np.int64)
+
+
 def _find(haystack: np.ndarray, needles: np.ndarray) -> np.ndarray:
     """Position of each needle in `haystack` (distinct values), -1 where absent.
 
@@ -140,9 +174,7 @@ def _find(haystack: np.ndarray, needles: np.ndarray) -> np.ndarray:
     """
     if len(haystack) == 0 or len(needles) == 0:
         return np.full(len(needles), -1, dtype=np.int64)
-    codes, uniques = pd.factorize(
-        np.concatenate([np.asarray(haystack, dtype=object), needles.astype(object)])
-    )
+    codes, uniques = pd.factorize(_joined(haystack, needles))
     pos = np.full(len(uniques) + 1, -1, dtype=np.int64)  # the extra slot answers code -1 (missing)
     h = codes[: len(haystack)]
     ok = h >= 0
@@ -154,7 +186,7 @@ def _isin(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
     """`values` element in `pool`, by hashing (np.isin would sort object arrays)."""
     if len(values) == 0 or len(pool) == 0:
         return np.zeros(len(values), dtype=bool)
-    codes, uniques = pd.factorize(np.concatenate([np.asarray(pool, dtype=object), values.astype(object)]))
+    codes, uniques = pd.factorize(_joined(pool, values))
     mark = np.zeros(len(uniques) + 1, dtype=bool)
     mark[codes[: len(pool)]] = True
     mark[-1] = False
@@ -289,20 +321,28 @@ def _merge_walk(ev_merge, u_pos, u_k, rank, known_before, m_k, m_p, in_w, nK, P,
 def _rekey_merged(mem: dict[str, np.ndarray], moved: dict[str, str]) -> dict[str, np.ndarray]:
     """Memberships of profiles merged by the merge path move to their survivor; rows meeting on one value
     combine as `merge_profiles` does (highest-ranked status, earliest first seen, latest last seen, counts
-    summed)."""
-    pid = mem["dinmo_stitched_profile_id"]
-    hit = _isin(pid, np.array(list(moved), dtype=object))
+    summed). Profile ids are hashed once (codes), and only the survivor rows that meet go through
+    `combine_memberships`."""
+    codes, uniques = pd.factorize(mem["dinmo_stitched_profile_id"])
+    uniques = np.asarray(uniques, dtype=object)
+    hit = _isin(uniques, np.array(list(moved), dtype=object))
     if not hit.any():
         return mem
-    pid = pid.copy()
-    pid[hit] = np.array([moved[x] for x in pid[hit]], dtype=object)
-    mem = {**mem, "dinmo_stitched_profile_id": pid}
-    touched = _isin(pid, np.array(sorted(set(moved.values())), dtype=object))
-    agg = combine_memberships(_odf({c: v[touched] for c, v in mem.items()}))
+    new_ids = uniques.copy()
+    new_ids[hit] = np.array([moved[x] for x in uniques[hit]], dtype=object)
+    mem = {**mem, "dinmo_stitched_profile_id": new_ids[codes]}
+    on_survivor = np.flatnonzero(_isin(new_ids, np.array(sorted(set(moved.values())), dtype=object))[codes])
+    keys = _odf({c: mem[c][on_survivor] for c in ("dinmo_stitched_profile_id", "identifier_type", "value")})
+    meet = on_survivor[keys.duplicated(keep=False).to_numpy()]
+    if len(meet) == 0:
+        return mem
+    agg = combine_memberships(_odf({c: v[meet] for c, v in mem.items()}))
     comb = {
         c: agg[c].to_numpy(dtype=np.int64 if c in _TS or c in _INT else object) for c in PROFILE_VALUE_COLUMNS
     }
-    return _concat([_take(mem, ~touched), comb], PROFILE_VALUE_COLUMNS)
+    rest = np.ones(len(codes), dtype=bool)
+    rest[meet] = False
+    return _concat([_take(mem, rest), comb], PROFILE_VALUE_COLUMNS)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -373,26 +413,41 @@ def stitch_window_batched(
                 )
 
     # ---- events in reference order ---------------------------------------------------------------------
-    if events is not None and len(events):
-        ev = _odf({"m": _obj(events["model"]), "e": _obj(events["event_id"]), "ts": _us(events["event_ts"])})
-        ev["k"] = pd.Series(_cat(ev["m"].to_numpy(), ev["e"].to_numpy()), dtype=object, index=ev.index)
-        if ev["k"].duplicated().any():
-            ev = ev.sort_values("ts", kind="mergesort").drop_duplicates("k", keep="first")
-    else:
-        ev = _odf({"m": [], "e": [], "ts": np.empty(0, np.int64), "k": []})
+    # (model, event_id) and (identifier_type, value) pairs as int64 codes (`_pair_codes`)
+    has_events = events is not None and len(events) > 0
     has_obs = observations is not None and len(observations) > 0
+    none = np.empty(0, dtype=object)
+    ev_m_in = _obj(events["model"]) if has_events else none
+    ev_e_in = _obj(events["event_id"]) if has_events else none
+    o_m = _obj(observations["model"]) if has_obs else none
+    o_e = _obj(observations["event_id"]) if has_obs else none
+    ev_k_in, o_ek = _pair_codes((ev_m_in, ev_e_in), (o_m, o_e))
+    ev = _odf(
+        {
+            "m": ev_m_in,
+            "e": ev_e_in,
+            "ts": _us(events["event_ts"]) if has_events else np.empty(0, np.int64),
+            "k": ev_k_in,
+        }
+    )
+    if ev["k"].duplicated().any():
+        ev = ev.sort_values("ts", kind="mergesort").drop_duplicates("k", keep="first")
     if has_obs:
-        o_m, o_e = _obj(observations["model"]), _obj(observations["event_id"])
         o_t, o_v = _obj(observations["identifier_type"]), _obj(observations["value"])
         o_ts = _us(observations["event_ts"])
         o_b = observations["blocked"].to_numpy(dtype=bool)
-        o_ek = _cat(o_m, o_e)
         missing = ~_isin(o_ek, ev["k"].to_numpy())
         if missing.any():
             extra = _odf({"m": o_m[missing], "e": o_e[missing], "ts": o_ts[missing], "k": o_ek[missing]})
             extra = extra.drop_duplicates("k", keep="first")
             ev = pd.concat([ev, extra], ignore_index=True)
-    ev = ev.sort_values(["ts", "m", "e"], kind="mergesort").reset_index(drop=True)
+    else:
+        o_t = o_v = none
+    o_key, m_key, r_key = _pair_codes(
+        (o_t, o_v), (M["identifier_type"], M["value"]), (R["identifier_type"], R["value"])
+    )
+    ev = ev.iloc[_argsort_rows(ev["ts"].to_numpy(), ev["m"].to_numpy(), ev["e"].to_numpy())]
+    ev = ev.reset_index(drop=True)
     nE = len(ev)
     e_m, e_e, e_ts = ev["m"].to_numpy(), ev["e"].to_numpy(), ev["ts"].to_numpy(dtype=np.int64)
     if nE == 0:
@@ -401,7 +456,6 @@ def stitch_window_batched(
     # ---- observations per event (distinct (type, value); last blocked flag wins; first-row order) ----------
     if has_obs:
         o_pos = _find(ev["k"].to_numpy(), o_ek)
-        o_key = _cat(o_t, o_v)
         ob = _odf({"pos": o_pos, "key": o_key, "t": o_t, "v": o_v, "b": o_b, "row": np.arange(len(o_b))})
         dup = ob.duplicated(["pos", "key"], keep=False)
         if dup.any():
@@ -428,8 +482,7 @@ def stitch_window_batched(
     # `conflicted_identifier_value`, decided by its first quarantined value in walk order
     Q = U.iloc[:0]
     if len(U) and R["quarantined"].any():
-        q_keys = _cat(R["identifier_type"][R["quarantined"]], R["value"][R["quarantined"]])
-        uq = _isin(U["key"].to_numpy(), q_keys)
+        uq = _isin(U["key"].to_numpy(), r_key[R["quarantined"]])
         if uq.any():
             Q = U[uq].reset_index(drop=True)
             U = U[~uq].reset_index(drop=True)
@@ -443,9 +496,7 @@ def stitch_window_batched(
     k_t = U["t"].to_numpy()[first_u] if nK else np.empty(0, object)
     k_v = U["v"].to_numpy()[first_u] if nK else np.empty(0, object)
 
-    m_key = _cat(M["identifier_type"], M["value"])
     m_k = _find(k_uniques, m_key)
-    r_key = _cat(R["identifier_type"], R["value"])
     r_k = _find(k_uniques, r_key)
 
     p_ids = P["dinmo_stitched_profile_id"]
@@ -592,6 +643,9 @@ def stitch_window_batched(
 
     # ---- complex components through the reference -----------------------------------------------------
     cx_pos = np.flatnonzero(ev_complex)
+    cx_pos_of = dict(
+        zip(zip(e_m[cx_pos].tolist(), e_e[cx_pos].tolist(), strict=True), cx_pos.tolist(), strict=True)
+    )
     cx_state = None
     if len(cx_pos):
         cx_comp = np.zeros(n_comp, dtype=bool)
@@ -611,10 +665,7 @@ def stitch_window_batched(
             redirects=_frame(REDIRECT_COLUMNS, _take(D, red_sel)),
             next_sequence=next_seq,
         )
-        cx_events = None
-        if events is not None and len(events):
-            ek = _cat(_obj(events["model"]), _obj(events["event_id"]))
-            cx_events = events[_isin(ek, cx_ev_keys)]
+        cx_events = events[_isin(ev_k_in, cx_ev_keys)] if has_events else None
         cx_obs = observations[_isin(o_ek, cx_ev_keys)] if has_obs else observations
         g, cctx = run_reference(sub, cx_events, cx_obs, config, window_key)
         cx_state = g.to_state()
@@ -644,11 +695,10 @@ def stitch_window_batched(
 
     # walk rank of keys: (priority, type, value)
     if nK:
-        kt = _odf({"p": [ctx.priority[t] for t in k_t], "t": k_t, "v": k_v, "k": np.arange(nK)})
-        kt = kt.sort_values(["p", "t", "v"], kind="mergesort")
+        prio = np.array([ctx.priority[t] for t in k_t], dtype=np.int64)
+        key_of_rank = _argsort_rows(prio, k_t, k_v)
         rank = np.empty(nK, dtype=np.int64)
-        rank[kt["k"].to_numpy()] = np.arange(nK)
-        key_of_rank = kt["k"].to_numpy()
+        rank[key_of_rank] = np.arange(nK)
     else:
         rank = np.empty(0, np.int64)
         key_of_rank = np.empty(0, np.int64)
@@ -726,7 +776,7 @@ def stitch_window_batched(
         ca = list(zip(*cx_attr, strict=True))
         cx_m = np.array(ca[0], dtype=object)
         cx_e = np.array(ca[1], dtype=object)
-        cpos = _find(ev["k"].to_numpy(), _cat(cx_m, cx_e))
+        cpos = np.array([cx_pos_of[k] for k in zip(ca[0], ca[1], strict=True)], dtype=np.int64)
         A_cx = {
             "pos": cpos,
             "model": cx_m,
@@ -781,8 +831,8 @@ def stitch_window_batched(
         if kind == 0:
             o1 = np.full(n, -1, dtype=np.int64)
         else:
-            o1 = _find(
-                ev["k"].to_numpy(), _cat(np.array(cols_[7], dtype=object), np.array(cols_[8], dtype=object))
+            o1 = np.array(
+                [cx_pos_of.get(k, -1) for k in zip(cols_[7], cols_[8], strict=True)], dtype=np.int64
             )
         d = {
             "o1": o1,
@@ -903,10 +953,10 @@ def stitch_window_batched(
                 t=("t", "first"), v=("v", "first"), n=("ts", "size"), mn=("ts", "min"), mx=("ts", "max")
             )
             agg = agg.reset_index()
-            j = _find(
-                _cat(M["dinmo_stitched_profile_id"], m_key),
-                _cat(agg["pid"].to_numpy(), agg["key"].to_numpy()),
+            held, blocked_rows = _pair_codes(
+                (M["dinmo_stitched_profile_id"], m_key), (agg["pid"].to_numpy(), agg["key"].to_numpy())
             )
+            j = _find(held, blocked_rows)
             exist = j >= 0
             if exist.any():
                 jj = j[exist]
