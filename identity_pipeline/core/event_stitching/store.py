@@ -730,21 +730,24 @@ def carry_unloaded_rows(
     not_loaded = f"not {_types_sql(profile_wide_types(config))} and not {_IN_WINDOW}"
     con.register("__es_merged", pd.DataFrame({"from_id": list(merged_to), "to_id": list(merged_to.values())}))
     try:
+        # one scan of the live memberships for both sides (merged profiles, survivors)
         con.execute(
-            "create or replace temp table __es_carry as "
+            "create or replace temp table __es_carry as select *, dinmo_stitched_profile_id in "
+            "(select from_id from __es_merged) as is_merged from ("
             + _live(
                 "profile_values",
-                f"dinmo_stitched_profile_id in (select from_id from __es_merged) and {not_loaded}",
+                "dinmo_stitched_profile_id in (select from_id from __es_merged union all "
+                f"select to_id from __es_merged) and {not_loaded}",
             )
+            + ")"
         ).fetchall()
+        cols = _select_cols("profile_values")
+        losers = con.execute(f"select {cols} from __es_carry where is_merged").df()
         survivors = con.execute(
-            _live(
-                "profile_values",
-                "dinmo_stitched_profile_id in (select to_id from __es_merged) "
-                f"and {not_loaded} and {_key_in('__es_carry', 'profile_values')}",
-            )
+            f"select {cols} from __es_carry profile_values where not is_merged and exists (select 1 from "
+            "__es_carry m where m.is_merged and m.identifier_type = profile_values.identifier_type "
+            "and m.value = profile_values.value)"
         ).df()
-        losers = con.execute("select * from __es_carry").df()
         con.execute("drop table __es_carry").fetchall()
         # redirects this window did not load (none with config) to a profile it merged
         loaded_from = loaded.redirects["from_id"].astype(object).tolist()
