@@ -664,17 +664,23 @@ def load_subgraph(
         con.unregister("__es_values")
     ensure_live(con, start)
     registry = con.execute(_live("value_registry", _key_in("__es_wv", "value_registry"))).df()
+    # memberships of the window's values (one scan), then the other memberships of their profiles that the
+    # rules read (a second scan, pre-filtered on the identifier type)
+    con.execute(f"create or replace temp table __es_wmem as {_live('profile_values', _IN_WINDOW)}").fetchall()
     con.execute(
-        "create or replace temp table __es_pids as select distinct dinmo_stitched_profile_id from "
-        f"{STATE}.live_profile_values profile_values where {_IN_WINDOW}"
+        "create or replace temp table __es_pids as select distinct dinmo_stitched_profile_id from __es_wmem"
     ).fetchall()
     in_pids = "dinmo_stitched_profile_id in (select dinmo_stitched_profile_id from __es_pids)"
-    rule_read = ""
+    other_types = "true"
     if config is not None:
         from identity_pipeline.core.event_stitching.state import profile_wide_types
 
-        rule_read = f" and ({_types_sql(profile_wide_types(config))} or {_IN_WINDOW})"
-    memberships = con.execute(_live("profile_values", f"{in_pids}{rule_read}")).df()
+        other_types = _types_sql(profile_wide_types(config))
+    memberships = con.execute(
+        "select * from __es_wmem union all "
+        + _live("profile_values", f"{other_types} and {in_pids} and not {_IN_WINDOW}")
+    ).df()
+    con.execute("drop table __es_wmem").fetchall()
     red_where = (
         "false" if config is not None else "to_id in (select dinmo_stitched_profile_id from __es_pids)"
     )
