@@ -229,6 +229,10 @@ def child(args: argparse.Namespace) -> None:
                 "events_fast_path": fast,
                 "windows": per_window,
                 "window_ratio_last_first": per_window[-1]["seconds"] / per_window[0]["seconds"],
+                # the same with the median of 5 windows at each end: a single window's time swings with
+                # whether its commit triggers a DuckDB checkpoint (every second window here)
+                "window_ratio_last5_first5": statistics.median(w["seconds"] for w in per_window[-5:])
+                / statistics.median(w["seconds"] for w in per_window[:5]),
                 "stitched": stitched,
                 "naive": naive,
                 "last_window_metrics": {k: v for k, v in last},
@@ -302,6 +306,7 @@ def main() -> int:
             f"peak RSS {res['peak_rss_mb']:,.0f} MB "
             f"(DuckDB memory_limit {res['duckdb_memory_limit'] or 'default'}), "
             f"window last/first {res['window_ratio_last_first']:.2f} "
+            f"(median of last 5 / first 5: {res['window_ratio_last5_first5']:.2f}) "
             f"(min {min(times):.2f}s, max {max(times):.2f}s), fast path {res['events_fast_path']:,} events\n"
             f"        stitched P {s['precision']:.4f} R {s['recall']:.4f} ({s['profiles']:,} profiles)"
             + (
@@ -326,7 +331,8 @@ def main() -> int:
         f"  wall time        {med(lambda r: r['wall_s']):.1f} s\n"
         f"  throughput       {med(lambda r: r['events_per_s']):,.0f} events/s\n"
         f"  peak RSS         {med(lambda r: r['peak_rss_mb']):,.0f} MB\n"
-        f"  window last/1st  {med(lambda r: r['window_ratio_last_first']):.2f}\n"
+        f"  window last/1st  {med(lambda r: r['window_ratio_last_first']):.2f} "
+        f"(median of last 5 / first 5: {med(lambda r: r['window_ratio_last5_first5']):.2f})\n"
         f"  fast path share  {med(lambda r: r['events_fast_path'] / r['events']):.4f}\n"
         f"  stitched         P {med(lambda r: r['stitched']['precision']):.4f} "
         f"R {med(lambda r: r['stitched']['recall']):.4f} "

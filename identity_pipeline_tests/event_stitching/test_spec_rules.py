@@ -407,6 +407,11 @@ def test_rule_8_merge_over_weak_capacity_demotes_least_recently_seen():
 # ============================================================================================================
 
 
+def _three_anonymous_profiles() -> list[dict[str, Any]]:
+    """P1{a1}, P2{a2}, P3{a3}, created in that order on day 1."""
+    return [ev("e1", 1, anonymous_id="a1"), ev("e2", 2, anonymous_id="a2"), ev("e3", 3, anonymous_id="a3")]
+
+
 def test_outputs_attribution_profiles_and_redirects_resolve_to_the_current_survivor():
     # w1: P1{a1}, P2{a2}, P3{a3}. w2: e4 {a2, a3} -> P3 merges into P2. w3: e5 {u, a1, a2} -> target P1
     # (through a1), P2 merges into P1; P3's redirect is re-pointed to P1 (one hop).
@@ -416,11 +421,7 @@ def test_outputs_attribution_profiles_and_redirects_resolve_to_the_current_survi
         [
             (
                 "2026-11-01",
-                [
-                    ev("e1", 1, anonymous_id="a1"),
-                    ev("e2", 2, anonymous_id="a2"),
-                    ev("e3", 3, anonymous_id="a3"),
-                ],
+                _three_anonymous_profiles(),
             ),
             ("2026-11-02", [ev("e4", DAY + 60, anonymous_id=["a2", "a3"])]),
             ("2026-11-03", [ev("e5", 2 * DAY + 60, user_id="u", anonymous_id=["a1", "a2"])]),
@@ -722,12 +723,7 @@ def test_guarantees_a_window_loads_no_redirects_and_merges_re_point_the_older_on
         [
             (
                 "2026-11-01",
-                [
-                    ev("e1", 1, anonymous_id="a1"),
-                    ev("e2", 2, anonymous_id="a2"),
-                    ev("e3", 3, anonymous_id="a3"),
-                    ev("e4", 4, anonymous_id=["a2", "a3"]),
-                ],
+                [*_three_anonymous_profiles(), ev("e4", 4, anonymous_id=["a2", "a3"])],
             )
         ],
     )
