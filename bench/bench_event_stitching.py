@@ -6,7 +6,7 @@
   `bench/.data/` (git-ignored).
 * Each run is a child process on a fresh DuckDB file. Windows run oldest first through the same store calls
   the Dagster assets make (`window_events` -> `identifier_observations` -> `event_stitching_graph`):
-  `stage_window`, `staged_events` + `extract_observations` + `save_observations`, `staged_events` +
+  `stage_window`, `staged_identifiers` + `extract_observations` + `save_observations`, `staged_events` +
   `staged_observations` + `process_window` (load subgraph -> `stitch_window` -> `save_window`).
 * Peak RSS: ru_maxrss of the child (DuckDB's native memory included), read right after the last window, before
   the accuracy step.
@@ -161,13 +161,13 @@ def child(args: argparse.Namespace) -> None:
         t1 = time.perf_counter()
         # asset identifier_observations
         store.require_staged(con, w.key, "window_events")
-        _, long = store.staged_events(con, w.key)
+        long = store.staged_identifiers(con, w.key)
         obs = extract_observations(long, es)
         store.save_observations(con, w.key, obs)
         t2 = time.perf_counter()
         # asset event_stitching_graph
         store.require_staged(con, w.key, "identifier_observations")
-        events, _ = store.staged_events(con, w.key)
+        events = store.staged_events(con, w.key)
         obs = store.staged_observations(con, w.key)
         metrics = store.process_window(con, es, w, events, obs)
         t3 = time.perf_counter()

@@ -163,7 +163,7 @@ def build_event_stitching_defs(config: PipelineConfig) -> dg.Definitions:
             store.ensure_schema(con)
             for w in _windows(context, config):
                 store.require_staged(con, w.key, "window_events")
-                _, long = store.staged_events(con, w.key)
+                long = store.staged_identifiers(con, w.key)
                 obs = extract_observations(long, es)
                 store.save_observations(con, w.key, obs)
                 total += len(obs)
@@ -213,7 +213,7 @@ def build_event_stitching_defs(config: PipelineConfig) -> dg.Definitions:
             store.ensure_schema(con)
             for w in windows:
                 store.require_staged(con, w.key, "identifier_observations")
-                events, _ = store.staged_events(con, w.key)
+                events = store.staged_events(con, w.key)
                 obs = store.staged_observations(con, w.key)
                 metrics = store.process_window(con, es, w, events, obs)
                 all_metrics.append(metrics)

@@ -436,18 +436,25 @@ def stage_window(
     return {"events": int(row[0]), "identifier_values": int(n_ids[0]) if n_ids else 0}
 
 
-def staged_events(con: duckdb.DuckDBPyConnection, window_key: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def staged_events(con: duckdb.DuckDBPyConnection, window_key: str) -> pd.DataFrame:
+    """The window's events (model, event_id, event_ts), in the engine's order."""
     events = con.execute(
         f"select model, event_id, event_ts from {STAGE}.window_events where window_key = ? "
         "order by event_ts, model, event_id",
         [window_key],
     ).df()
+    return _normalize_events(events)
+
+
+def staged_identifiers(con: duckdb.DuckDBPyConnection, window_key: str) -> pd.DataFrame:
+    """The window's raw identifier rows (model, event_id, event_ts, identifier_type, raw_value), sorted so
+    the observations built from them are written in a stable order."""
     long = con.execute(
         f"select model, event_id, event_ts, identifier_type, raw_value from {STAGE}.window_identifiers "
         "where window_key = ? order by event_ts, model, event_id, identifier_type, raw_value",
         [window_key],
     ).df()
-    return _normalize_events(events), _normalize_events(long)
+    return _normalize_events(long)
 
 
 def save_observations(con: duckdb.DuckDBPyConnection, window_key: str, observations: pd.DataFrame) -> None:
