@@ -59,7 +59,6 @@ from identity_pipeline.core.event_stitching.state import (
     combine_memberships,
 )
 
-SEP = "\x1f"
 _TS = {"created_at", "first_seen_at", "last_seen_at", "quarantined_at", "merged_at"}
 _INT = {"created_sequence", "event_count"}
 _BOOL = {"is_known", "quarantined"}
@@ -83,12 +82,6 @@ def _us(s: pd.Series) -> np.ndarray:
     if len(s) == 0:
         return np.empty(0, dtype=np.int64)
     return pd.to_datetime(s).astype("datetime64[us]").to_numpy().view(np.int64)
-
-
-def _cat(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if len(a) == 0:
-        return np.empty(0, dtype=object)
-    return (a.astype(object) + SEP) + b.astype(object)
 
 
 def _frame(columns: list[str], data: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -143,7 +136,7 @@ def _joined(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _pair_codes(*pairs: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
     """int64 codes of (a, b) pairs, equal exactly when both parts are equal, consistent across all the given
-    arrays: one hash pass per part, instead of building `a + SEP + b` strings (new objects, hashed again by
+    arrays: one hash pass per part, instead of concatenating the two strings (new objects, hashed again by
     every lookup) for (model, event_id) and (identifier_type, value) keys."""
     lens = [len(a) for a, _ in pairs]
     if sum(lens) == 0:
@@ -385,9 +378,9 @@ def stitch_window_batched(
     # releases (start of window), as apply_releases
     audit_release: list[tuple] = []
     if ctx.releases and len(R["value"]):
-        r_keys = _cat(R["identifier_type"], R["value"])
         for (t, v), at in ctx.releases:
-            i = _find(r_keys, np.array([t + SEP + v], dtype=object))[0]
+            hits = np.flatnonzero((R["identifier_type"] == t) & (R["value"] == v))  # registry keys are unique
+            i = int(hits[0]) if len(hits) else -1
             if (
                 i >= 0
                 and R["quarantined"][i]
