@@ -42,6 +42,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
@@ -151,9 +153,6 @@ def _argsort_rows(*columns: np.ndarray) -> np.ndarray:
     """Stable argsort by several columns (ints or strings), first column first, like a pandas mergesort on
     them but in Arrow (several times faster on string columns; UTF-8 byte order is code-point order, as
     Python compares strings)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     table = pa.table({f"c{i}": pa.array(np.asarray(c)) for i, c in enumerate(columns)})
     keys = [(f"c{i}", "ascending") for i in range(len(columns))]
     return pc.sort_indices(table, sort_keys=keys).to_numpy().astype(np.int64)
