@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from identity_pipeline.core.source_io import quote_ident
 
@@ -24,6 +25,23 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
         con.execute("ROLLBACK")
         raise
     con.execute("COMMIT")
+
+
+def read_frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pd.DataFrame:
+    """A query's rows as a DataFrame, through Arrow: ~5x faster than `.df()` on string columns (which builds
+    a Python object per value), with `.df()`'s dtypes: nullable booleans/integers where a column has nulls,
+    object columns when there are no rows."""
+    table = con.sql(sql, params=params).to_arrow_table()
+    df = table.to_pandas()
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        t = col.type
+        if col.null_count and pa.types.is_boolean(t):
+            df[name] = pd.array(col.to_pylist(), dtype="boolean")
+        elif col.null_count and pa.types.is_integer(t):
+            df[name] = pd.array(col.to_pylist(), dtype="Int64")
+        elif not len(df) and (pa.types.is_string(t) or pa.types.is_large_string(t)):
+            df[name] = pd.Series([], dtype=object)
+    return df
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, name: str, schema: str = "main") -> bool:

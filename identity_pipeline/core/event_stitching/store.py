@@ -41,7 +41,7 @@ import pandas as pd
 
 from identity_pipeline.config.errors import ConfigError
 from identity_pipeline.core.source_io import describe_source, quote_ident, source_select_sql
-from identity_pipeline.core.storage import table_exists, transaction
+from identity_pipeline.core.storage import read_frame, table_exists, transaction
 
 STATE = "es_state"
 OUT = "es_output"
@@ -373,7 +373,7 @@ def read_window_events(
     """
     events_sql, long_sql = window_events_sql(con, config, Path(base_dir))
     params = {"window_start": window_start, "window_end": window_end}
-    events = con.execute(f"{events_sql} order by event_ts, model, event_id", params).df()
+    events = read_frame(con, f"{events_sql} order by event_ts, model, event_id", params)
     dup = _first(
         con.execute(
             f"select model, event_id, count(*) from ({events_sql}) group by all having count(*) > 1 limit 1",
@@ -385,9 +385,9 @@ def read_window_events(
             f"event_stitching.models.{dup[0]}.event_id: event id {dup[1]!r} appears {dup[2]} times in window "
             f"starting {window_start:%Y-%m-%d %H:%M}; event ids must be unique per model"
         )
-    long = con.execute(
-        f"{long_sql} order by event_ts, model, event_id, identifier_type, raw_value", params
-    ).df()
+    long = read_frame(
+        con, f"{long_sql} order by event_ts, model, event_id, identifier_type, raw_value", params
+    )
     return _normalize_events(events), _normalize_events(long)
 
 
@@ -438,22 +438,24 @@ def stage_window(
 
 def staged_events(con: duckdb.DuckDBPyConnection, window_key: str) -> pd.DataFrame:
     """The window's events (model, event_id, event_ts), in the engine's order."""
-    events = con.execute(
+    events = read_frame(
+        con,
         f"select model, event_id, event_ts from {STAGE}.window_events where window_key = ? "
         "order by event_ts, model, event_id",
         [window_key],
-    ).df()
+    )
     return _normalize_events(events)
 
 
 def staged_identifiers(con: duckdb.DuckDBPyConnection, window_key: str) -> pd.DataFrame:
     """The window's raw identifier rows (model, event_id, event_ts, identifier_type, raw_value), sorted so
     the observations built from them are written in a stable order."""
-    long = con.execute(
+    long = read_frame(
+        con,
         f"select model, event_id, event_ts, identifier_type, raw_value from {STAGE}.window_identifiers "
         "where window_key = ? order by event_ts, model, event_id, identifier_type, raw_value",
         [window_key],
-    ).df()
+    )
     return _normalize_events(long)
 
 
@@ -499,12 +501,13 @@ def require_staged(con: duckdb.DuckDBPyConnection, window_key: str, step: str) -
 
 
 def staged_observations(con: duckdb.DuckDBPyConnection, window_key: str) -> pd.DataFrame:
-    df = con.execute(
+    df = read_frame(
+        con,
         f"select model, event_id, event_ts, identifier_type, value, blocked from "
         f"{STAGE}.identifier_observations where window_key = ? "
         "order by event_ts, model, event_id, identifier_type, value",
         [window_key],
-    ).df()
+    )
     return _normalize_events(df)
 
 
@@ -515,7 +518,7 @@ def staged_observations(con: duckdb.DuckDBPyConnection, window_key: str) -> pd.D
 
 def processed_windows(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     ensure_schema(con)
-    return con.execute(f"select * from {STATE}.windows order by window_start").df()
+    return read_frame(con, f"select * from {STATE}.windows order by window_start")
 
 
 def check_predecessor(con: duckdb.DuckDBPyConnection, config: Any, window: Window) -> None:
@@ -670,7 +673,7 @@ def load_subgraph(
     finally:
         con.unregister("__es_values")
     ensure_live(con, start)
-    registry = con.execute(_live("value_registry", _key_in("__es_wv", "value_registry"))).df()
+    registry = read_frame(con, _live("value_registry", _key_in("__es_wv", "value_registry")))
     # memberships of the window's values (one scan), then the other memberships of their profiles that the
     # rules read (a second scan, pre-filtered on the identifier type)
     con.execute(f"create or replace temp table __es_wmem as {_live('profile_values', _IN_WINDOW)}").fetchall()
@@ -683,24 +686,26 @@ def load_subgraph(
         from identity_pipeline.core.event_stitching.state import profile_wide_types
 
         other_types = _types_sql(profile_wide_types(config))
-    memberships = con.execute(
+    memberships = read_frame(
+        con,
         "select * from __es_wmem union all "
-        + _live("profile_values", f"{other_types} and {in_pids} and not {_IN_WINDOW}")
-    ).df()
+        + _live("profile_values", f"{other_types} and {in_pids} and not {_IN_WINDOW}"),
+    )
     con.execute("drop table __es_wmem").fetchall()
     red_where = (
         "false" if config is not None else "to_id in (select dinmo_stitched_profile_id from __es_pids)"
     )
-    redirects = con.execute(_live("redirects", red_where)).df()
+    redirects = read_frame(con, _live("redirects", red_where))
     # the profiles holding the values, and the merged profiles redirecting to them
     con.register("__es_redirect_from", redirects[["from_id"]])
     try:
-        profiles = con.execute(
+        profiles = read_frame(
+            con,
             _live(
                 "profiles",
                 f"{in_pids} or dinmo_stitched_profile_id in (select from_id from __es_redirect_from)",
-            )
-        ).df()
+            ),
+        )
     finally:
         con.unregister("__es_redirect_from")
     empty = GraphState.empty()
@@ -755,24 +760,26 @@ def carry_unloaded_rows(
             + ")"
         ).fetchall()
         cols = _select_cols("profile_values")
-        losers = con.execute(f"select {cols} from __es_carry where is_merged").df()
-        survivors = con.execute(
+        losers = read_frame(con, f"select {cols} from __es_carry where is_merged")
+        survivors = read_frame(
+            con,
             f"select {cols} from __es_carry profile_values where not is_merged and exists (select 1 from "
             "__es_carry m where m.is_merged and m.identifier_type = profile_values.identifier_type "
-            "and m.value = profile_values.value)"
-        ).df()
+            "and m.value = profile_values.value)",
+        )
         con.execute("drop table __es_carry").fetchall()
         # redirects this window did not load (none with config) to a profile it merged
         loaded_from = loaded.redirects["from_id"].astype(object).tolist()
         con.register("__es_loaded_from", pd.DataFrame({"from_id": pd.Series(loaded_from, dtype=object)}))
         try:
-            old_red = con.execute(
+            old_red = read_frame(
+                con,
                 _live(
                     "redirects",
                     "to_id in (select from_id from __es_merged) "
                     "and from_id not in (select from_id from __es_loaded_from)",
-                )
-            ).df()
+                ),
+            )
         finally:
             con.unregister("__es_loaded_from")
     finally:
@@ -780,9 +787,9 @@ def carry_unloaded_rows(
     if len(old_red):
         con.register("__es_old_red", old_red[["from_id"]])
         try:
-            sources = con.execute(
-                _live("profiles", "dinmo_stitched_profile_id in (select from_id from __es_old_red)")
-            ).df()
+            sources = read_frame(
+                con, _live("profiles", "dinmo_stitched_profile_id in (select from_id from __es_old_red)")
+            )
         finally:
             con.unregister("__es_old_red")
         old_red = _conform(old_red, loaded.redirects)
@@ -1272,17 +1279,18 @@ def published_table(con: duckdb.DuckDBPyConnection, name: str, window_key: str |
     ):
         return pd.DataFrame()
     if window_key is not None:
-        return con.execute(f"select * from main.{name} where window_key = ?", [window_key]).df()
-    return con.execute(f"select * from main.{name}").df()
+        return read_frame(con, f"select * from main.{name} where window_key = ?", [window_key])
+    return read_frame(con, f"select * from main.{name}")
 
 
 def window_metrics(con: duckdb.DuckDBPyConnection, window_key: str | None = None) -> pd.DataFrame:
     """Window-level metrics, one row per window, one column per metric."""
     where = "breakdown = 'window'" + (" and window_key = ?" if window_key else "")
-    df = con.execute(
+    df = read_frame(
+        con,
         f"select window_key, metric, value from {OUT}.run_metrics where {where} order by window_key, metric",
         [window_key] if window_key else [],
-    ).df()
+    )
     if df.empty:
         return pd.DataFrame()
     return df.pivot(index="window_key", columns="metric", values="value").reset_index()
