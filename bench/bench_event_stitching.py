@@ -6,7 +6,7 @@
   `bench/.data/` (git-ignored).
 * Each run is a child process on a fresh DuckDB file. Windows run oldest first through the same store calls
   the Dagster assets make (`window_events` -> `identifier_observations` -> `event_stitching_graph`):
-  `stage_window`, `staged_identifiers` + `extract_observations` + `save_observations`, `staged_events` +
+  `stage_window`, `stage_observations`, `staged_events` +
   `staged_observations` + `process_window` (load subgraph -> `stitch_window` -> `save_window`).
 * Peak RSS: ru_maxrss of the child (DuckDB's native memory included), read right after the last window, before
   the accuracy step.
@@ -128,7 +128,6 @@ def child(args: argparse.Namespace) -> None:
 
     from identity_pipeline.config import load_config
     from identity_pipeline.core.event_stitching import store
-    from identity_pipeline.core.event_stitching.observations import extract_observations
 
     config = load_config(args.config)
     es = config.event_stitching
@@ -161,9 +160,7 @@ def child(args: argparse.Namespace) -> None:
         t1 = time.perf_counter()
         # asset identifier_observations
         store.require_staged(con, w.key, "window_events")
-        long = store.staged_identifiers(con, w.key)
-        obs = extract_observations(long, es)
-        store.save_observations(con, w.key, obs)
+        store.stage_observations(con, es, w.key)
         t2 = time.perf_counter()
         # asset event_stitching_graph
         store.require_staged(con, w.key, "identifier_observations")

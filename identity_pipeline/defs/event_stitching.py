@@ -156,18 +156,14 @@ def build_event_stitching_defs(config: PipelineConfig) -> dg.Definitions:
     def identifier_observations(
         context: dg.AssetExecutionContext, duckdb: DuckDBResource
     ) -> dg.MaterializeResult:
-        from identity_pipeline.core.event_stitching.observations import extract_observations
-
         total = blocked = 0
         with duckdb.get_connection() as con:
             store.ensure_schema(con)
             for w in _windows(context, config):
                 store.require_staged(con, w.key, "window_events")
-                long = store.staged_identifiers(con, w.key)
-                obs = extract_observations(long, es)
-                store.save_observations(con, w.key, obs)
-                total += len(obs)
-                blocked += int(obs["blocked"].sum()) if len(obs) else 0
+                counts = store.stage_observations(con, es, w.key)
+                total += counts["observations"]
+                blocked += counts["blocked"]
         return dg.MaterializeResult(
             metadata={"dagster/row_count": total, "observations": total, "blocked_observations": blocked}
         )
