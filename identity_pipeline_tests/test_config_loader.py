@@ -65,3 +65,18 @@ def test_duckdb_memory_limit_is_validated_and_applied_to_the_pipeline_connection
     assert limit.replace(" ", "") in ("512.0MiB", "488.2MiB", "512MB", "488.2MB"), limit
     default = PipelineConfig(duckdb_path="db2.duckdb", base_dir=str(tmp_path))
     assert duckdb_resource(default).connection_config == {}
+
+
+def test_duckdb_checkpoint_threshold_is_validated_and_applied_to_the_pipeline_connection(
+    tmp_path: Path, monkeypatch
+):
+    from identity_pipeline.defs.resources import duckdb_resource
+
+    with pytest.raises(ConfigError, match=r"at 'duckdb_checkpoint_threshold': .*such as '2GB'.*\(got '5'\)"):
+        parse_config({"duckdb_checkpoint_threshold": "5"}, source="x.yaml")
+    monkeypatch.delenv(DB_ENV, raising=False)
+    cfg = PipelineConfig(duckdb_path="db.duckdb", duckdb_checkpoint_threshold="64MB", base_dir=str(tmp_path))
+    assert cfg.duckdb_settings() == {"checkpoint_threshold": "64MB"}
+    with duckdb_resource(cfg).get_connection() as con:
+        threshold = con.execute("select current_setting('checkpoint_threshold')").fetchall()[0][0]
+    assert threshold.replace(" ", "") in ("64.0MiB", "61.0MiB", "64MB", "61.0MB"), threshold

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 import yaml
-from pydantic import ValidationError, field_validator
+from pydantic import ValidationError, ValidationInfo, field_validator
 
 from identity_pipeline.config.errors import ConfigError
 from identity_pipeline.config.event_stitching import EventStitchingConfig
@@ -44,19 +44,32 @@ class PipelineConfig(StrictModel):
     # DuckDB `memory_limit` of the pipeline's connection (e.g. "2GB"); empty = DuckDB's default (80% of RAM).
     # DuckDB spills to disk above it, so a long Event Stitching backfill stays within a known footprint.
     duckdb_memory_limit: str | None = None
+    # DuckDB `checkpoint_threshold`: the WAL size that triggers a checkpoint (DuckDB's default is 16MB). A
+    # checkpoint rewrites every row group a window's updates touched in the large state tables, so a larger
+    # threshold (e.g. "64MB") merges several windows' checkpoints into one (docs/benchmarks.md).
+    duckdb_checkpoint_threshold: str | None = None
     profile_resolution: ProfileResolutionConfig | None = None
     event_stitching: EventStitchingConfig | None = None
     # Folder the config file lives in; relative source paths resolve against it. Set by the loader.
     base_dir: str = "."
 
-    @field_validator("duckdb_memory_limit")
+    @field_validator("duckdb_memory_limit", "duckdb_checkpoint_threshold")
     @classmethod
-    def _memory_limit(cls, v: str | None) -> str | None:
+    def _size(cls, v: str | None, info: ValidationInfo) -> str | None:
         if v in (None, ""):
             return None
         if not re.fullmatch(r"\s*\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", str(v)):
-            raise ValueError("duckdb_memory_limit must be a size such as '2GB' or '512MB'")
+            raise ValueError(f"{info.field_name} must be a size such as '2GB' or '512MB'")
         return str(v).strip()
+
+    def duckdb_settings(self) -> dict[str, str]:
+        """The DuckDB settings of the pipeline's connections (Dagster resource and benchmarks alike)."""
+        out = {}
+        if self.duckdb_memory_limit:
+            out["memory_limit"] = self.duckdb_memory_limit
+        if self.duckdb_checkpoint_threshold:
+            out["checkpoint_threshold"] = self.duckdb_checkpoint_threshold
+        return out
 
     def base_path(self) -> Path:
         return Path(self.base_dir)

@@ -10,5 +10,4 @@ from identity_pipeline.config import PipelineConfig
 def duckdb_resource(config: PipelineConfig) -> DuckDBResource:
     path = config.database_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    settings = {"memory_limit": config.duckdb_memory_limit} if config.duckdb_memory_limit else {}
-    return DuckDBResource(database=str(path), connection_config=settings)
+    return DuckDBResource(database=str(path), connection_config=config.duckdb_settings())

@@ -116,9 +116,12 @@ def config_dict(days: int, start: date = date(2026, 11, 1), duckdb_path: str = "
     end = start + timedelta(days=days)
     return {
         "duckdb_path": duckdb_path,
-        # DuckDB spills above this: at 10M events the pipeline then peaks at ~3.6 GB RSS, at 2GB ~4.3 GB
+        # DuckDB spills above this: at 10M events the pipeline then peaks at ~3.1 GB RSS, at 2GB ~4.3 GB
         # (docs/benchmarks.md); the Dagster resource and the benchmark apply it
         "duckdb_memory_limit": "1GB",
+        # a window writes ~14 MB of WAL at 333k events: one checkpoint per ~4 windows instead of every second
+        # one (about half the checkpoint time on 12 windows, docs/benchmarks.md)
+        "duckdb_checkpoint_threshold": "64MB",
         "event_stitching": {
             "window": "daily",
             "start": start.isoformat(),
