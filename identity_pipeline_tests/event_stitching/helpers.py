@@ -52,6 +52,16 @@ def make_config(
     )
 
 
+def config_with_models(
+    models: list[dict[str, Any]], base: EventStitchingConfig | None = None
+) -> EventStitchingConfig:
+    """`base`'s identifiers (default `make_config()`) with these event models (source kinds, column names)."""
+    data = (base or make_config()).model_dump()
+    return EventStitchingConfig.model_validate(
+        {"window": "daily", "start": "2026-11-01", "identifiers": data["identifiers"], "models": models}
+    )
+
+
 def ev(eid: str, minute: float, model: str = "web", **ids: str | None) -> dict[str, Any]:
     """An event `minute` minutes after T0 with identifier values keyed by type."""
     return {"model": model, "event_id": eid, "event_ts": T0 + pd.Timedelta(minutes=minute), **ids}

@@ -27,6 +27,7 @@ from identity_pipeline_tests.event_stitching.helpers import (
     active_profiles,
     attribution,
     audits,
+    config_with_models,
     ev,
     frames,
     graph,
@@ -149,36 +150,30 @@ def test_inputs_csv_parquet_and_duckdb_table_models_feed_one_graph(tmp_path: Pat
         "create table crm_events as select * from (values "
         "('c1', timestamp '2026-11-01 12:00:00', ' Alice@X.com ', 'U1')) t(eid, ts, mail, usr)"
     )
-    base = make_config()
-    cfg = EventStitchingConfig.model_validate(
-        {
-            "window": "daily",
-            "start": "2026-11-01",
-            "identifiers": base.model_dump()["identifiers"],
-            "models": [
-                {
-                    "name": "web",
-                    "path": "web.csv",
-                    "event_id": "id",
-                    "timestamp": "ts",
-                    "identifiers": {"anon": "anonymous_id", "uid": "user_id"},
-                },
-                {
-                    "name": "app",
-                    "path": "app.parquet",
-                    "event_id": "event_key",
-                    "timestamp": "happened_at",
-                    "identifiers": {"device": "device_id", "anon": "anonymous_id"},
-                },
-                {
-                    "name": "crm",
-                    "table": "crm_events",
-                    "event_id": "eid",
-                    "timestamp": "ts",
-                    "identifiers": {"mail": "email", "usr": "user_id"},
-                },
-            ],
-        }
+    cfg = config_with_models(
+        [
+            {
+                "name": "web",
+                "path": "web.csv",
+                "event_id": "id",
+                "timestamp": "ts",
+                "identifiers": {"anon": "anonymous_id", "uid": "user_id"},
+            },
+            {
+                "name": "app",
+                "path": "app.parquet",
+                "event_id": "event_key",
+                "timestamp": "happened_at",
+                "identifiers": {"device": "device_id", "anon": "anonymous_id"},
+            },
+            {
+                "name": "crm",
+                "table": "crm_events",
+                "event_id": "eid",
+                "timestamp": "ts",
+                "identifiers": {"mail": "email", "usr": "user_id"},
+            },
+        ]
     )
     window = store.window_for_key(cfg, "2026-11-01")
     events, long = store.read_window_events(con, cfg, window.start, window.end, tmp_path)

@@ -8,7 +8,7 @@ import duckdb
 from identity_pipeline.config.event_stitching import EventStitchingConfig
 from identity_pipeline.core.event_stitching import store
 from identity_pipeline.core.event_stitching.observations import extract_observations
-from identity_pipeline_tests.event_stitching.helpers import make_config
+from identity_pipeline_tests.event_stitching.helpers import config_with_models, make_config
 
 ROWS = [
     # id, ts, mail, anon, usr
@@ -30,22 +30,17 @@ def _setup() -> tuple[duckdb.DuckDBPyConnection, EventStitchingConfig]:
         f"create table src as select id, ts::TIMESTAMP ts, mail, anon, usr from (values {values}) "
         "t(id, ts, mail, anon, usr)"
     )
-    base = make_config(anonymous_id={"blocked_patterns": ["^undefined$"]})
-    cfg = EventStitchingConfig.model_validate(
-        {
-            "window": "daily",
-            "start": "2026-11-01",
-            "identifiers": base.model_dump()["identifiers"],
-            "models": [
-                {
-                    "name": "crm",
-                    "table": "src",
-                    "event_id": "id",
-                    "timestamp": "ts",
-                    "identifiers": {"mail": "email", "anon": "anonymous_id", "usr": "user_id"},
-                }
-            ],
-        }
+    cfg = config_with_models(
+        [
+            {
+                "name": "crm",
+                "table": "src",
+                "event_id": "id",
+                "timestamp": "ts",
+                "identifiers": {"mail": "email", "anon": "anonymous_id", "usr": "user_id"},
+            }
+        ],
+        make_config(anonymous_id={"blocked_patterns": ["^undefined$"]}),
     )
     store.ensure_schema(con)
     return con, cfg
