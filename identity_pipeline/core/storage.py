@@ -27,18 +27,28 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     con.execute("COMMIT")
 
 
+# Arrow types whose nulls `.df()` returns as pandas' nullable dtypes (Arrow -> pandas would give object/float)
+_NULLABLE = {
+    pa.bool_(): pd.BooleanDtype(),
+    pa.int8(): pd.Int8Dtype(),
+    pa.int16(): pd.Int16Dtype(),
+    pa.int32(): pd.Int32Dtype(),
+    pa.int64(): pd.Int64Dtype(),
+}
+
+
 def read_frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pd.DataFrame:
     """A query's rows as a DataFrame, through Arrow: ~5x faster than `.df()` on string columns (which builds
     a Python object per value), with `.df()`'s dtypes: nullable booleans/integers where a column has nulls,
-    object columns when there are no rows."""
+    floats for decimals, object columns when there are no rows (tested against `.df()`)."""
     table = con.sql(sql, params=params).to_arrow_table()
     df = table.to_pandas()
     for name, col in zip(table.column_names, table.columns, strict=True):
         t = col.type
-        if col.null_count and pa.types.is_boolean(t):
-            df[name] = pd.array(col.to_pylist(), dtype="boolean")
-        elif col.null_count and pa.types.is_integer(t):
-            df[name] = pd.array(col.to_pylist(), dtype="Int64")
+        if col.null_count and t in _NULLABLE:
+            df[name] = col.to_pandas(types_mapper=_NULLABLE.get)
+        elif pa.types.is_decimal(t):  # `.df()` gives floats, Arrow Python Decimals
+            df[name] = col.cast(pa.float64()).to_pandas()
         elif not len(df) and (pa.types.is_string(t) or pa.types.is_large_string(t)):
             df[name] = pd.Series([], dtype=object)
     return df
