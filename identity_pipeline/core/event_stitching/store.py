@@ -114,6 +114,20 @@ LIVE_COLUMNS: dict[str, dict[str, str]] = {
     },
 }
 LIVE_KEYS: dict[str, list[str]] = {**STATE_KEYS, "value_conflicts": ["identifier_type", "value"]}
+# 64-bit hash keys stored beside the rows of the big live tables (`pkey` of a profile id, `vkey` of an
+# (identifier_type, value)). The live tables grow with history and DuckDB has no index join, so every lookup
+# is a scan: joining on one integer column instead of hashing and comparing the strings of every row makes
+# those scans several times cheaper. Keys are exact: `load_subgraph` checks that no live row shares a key
+# with a different window value, and `save_window` that no new profile shares one with another profile
+# (either fails loudly), so a key names one value / one profile. See docs/event-stitching-storage.md.
+LIVE_HASH_KEYS: dict[str, tuple[str, ...]] = {
+    "profiles": ("pkey",),
+    "profile_values": ("pkey", "vkey"),
+    "value_registry": ("vkey",),
+}
+# DuckDB's hash() is not promised to be stable across versions: the live tables store this probe and are
+# rebuilt (`ensure_live`) when the running DuckDB hashes it differently.
+_HASH_PROBE = "hash('identity_pipeline', 'live keys')"
 ATTRIBUTION_COLUMNS: dict[str, str] = {
     "model": "VARCHAR",
     "event_id": "VARCHAR",
@@ -208,6 +222,21 @@ def _cols_ddl(cols: dict[str, str]) -> str:
     return ", ".join(f"{quote_ident(c)} {t}" for c, t in cols.items())
 
 
+def _key_exprs(name: str, alias: str = "") -> dict[str, str]:
+    """SQL of the hash keys of a live table's rows (`LIVE_HASH_KEYS`), over columns of `alias`."""
+    pre = f"{alias}." if alias else ""
+    exprs = {
+        "pkey": f"hash({pre}dinmo_stitched_profile_id)",
+        "vkey": f"hash({pre}identifier_type, {pre}value)",
+    }
+    return {k: exprs[k] for k in LIVE_HASH_KEYS.get(name, ())}
+
+
+def _live_ddl(name: str) -> str:
+    keys = ", ".join(f"{k} UBIGINT" for k in LIVE_HASH_KEYS.get(name, ()))
+    return _cols_ddl(LIVE_COLUMNS[name]) + (f", {keys}" if keys else "")
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create the state, output and staging tables if missing (idempotent, cheap)."""
     for schema in (STATE, OUT, STAGE):
@@ -221,9 +250,10 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
             identifier_type VARCHAR, value VARCHAR, active_profiles BIGINT, is_conflict BOOLEAN,
             expires_at TIMESTAMP)"""
     ).fetchall()
-    for name, cols in LIVE_COLUMNS.items():
-        con.execute(f"create table if not exists {STATE}.live_{name} ({_cols_ddl(cols)})").fetchall()
+    for name in LIVE_COLUMNS:
+        con.execute(f"create table if not exists {STATE}.live_{name} ({_live_ddl(name)})").fetchall()
     con.execute(f"create table if not exists {STATE}.live_as_of (valid_before TIMESTAMP)").fetchall()
+    con.execute(f"create table if not exists {STATE}.live_hash_probe (probe UBIGINT)").fetchall()
     con.execute(
         f"""create table if not exists {STATE}.windows (
             window_key VARCHAR PRIMARY KEY, window_start TIMESTAMP NOT NULL, window_end TIMESTAMP NOT NULL,
@@ -609,18 +639,57 @@ def ensure_live(con: duckdb.DuckDBPyConnection, before: datetime) -> None:
 
     After window N-1 they already do (`save_window` keeps them up to date), so a window processed in order
     reads only the current state, whatever the length of the history. After a re-run of an earlier window
-    (or on a database written before the live tables existed) they are rebuilt once from the versions."""
+    (or on a database written before the live tables or their hash keys existed, or by a DuckDB that hashes
+    differently) they are rebuilt once from the versions."""
     ensure_schema(con)
-    row = _first(con.execute(f"select valid_before from {STATE}.live_as_of"))
-    if row is not None and row[0] == before:
+    row = _first(
+        con.execute(
+            f"select (select max(valid_before) from {STATE}.live_as_of), "
+            f"(select bool_and(probe = {_HASH_PROBE}) from {STATE}.live_hash_probe)"
+        )
+    )
+    if row is not None and row[0] == before and row[1]:
         return
     with transaction(con):
         for name in LIVE_COLUMNS:
-            con.execute(f"delete from {STATE}.live_{name}").fetchall()
+            # re-created, not emptied: an older database's live tables have no key columns
+            con.execute(f"drop table if exists {STATE}.live_{name}").fetchall()
+            con.execute(f"create table {STATE}.live_{name} ({_live_ddl(name)})").fetchall()
+            keys = "".join(f", {e}" for e in _key_exprs(name).values())
             con.execute(
-                f"insert into {STATE}.live_{name} {_latest(name, 'version_window_start < ?')}", [before]
+                f"insert into {STATE}.live_{name} select *{keys} "
+                f"from ({_latest(name, 'version_window_start < ?')})",
+                [before],
             ).fetchall()
+        _check_unique_value_keys(con)
+        con.execute(f"delete from {STATE}.live_hash_probe").fetchall()
+        con.execute(f"insert into {STATE}.live_hash_probe select {_HASH_PROBE}").fetchall()
         _set_live_as_of(con, before)
+
+
+class KeyCollisionError(RuntimeError):
+    """Two identifier values (or two profile ids) of the live state got the same 64-bit hash key.
+
+    Astronomically unlikely (~n^2 / 2^65 for n distinct values); raised before anything is written so the
+    state stays correct, rather than letting one value's rows stand for another's."""
+
+
+def _check_unique_value_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """After a rebuild: every key of the live tables names one value and one profile (a full scan; rare)."""
+    row = _first(
+        con.execute(
+            f"""select
+                (select count(distinct (identifier_type, value)) - count(distinct vkey) from (
+                    select identifier_type, value, vkey from {STATE}.live_value_registry
+                    union select identifier_type, value, vkey from {STATE}.live_profile_values)),
+                (select count(*) - count(distinct pkey) from {STATE}.live_profiles)"""
+        )
+    )
+    if row is not None and (row[0] or row[1]):
+        raise KeyCollisionError(
+            f"event stitching: {row[0]} identifier value key(s) and {row[1]} profile key(s) of the live "
+            "state collide (two strings, one 64-bit hash); please report it with the DuckDB version"
+        )
 
 
 def _set_live_as_of(con: duckdb.DuckDBPyConnection, before: datetime) -> None:
@@ -660,7 +729,31 @@ def _key_in(keys_table: str, alias: str) -> str:
     )
 
 
-_IN_WINDOW = _key_in("__es_wv", "profile_values")
+# live memberships of a window value (by key, see LIVE_HASH_KEYS; `__es_wv` holds the window's values)
+_IN_WINDOW = "profile_values.vkey in (select vkey from __es_wv)"
+
+
+def _live_keyed(name: str, where: str) -> str:
+    """Like `_live`, with the hash key columns."""
+    keys = "".join(f", {name}.{k}" for k in LIVE_HASH_KEYS.get(name, ()))
+    return f"select {_select_cols(name, name)}{keys} from {STATE}.live_{name} as {name} where {where}"
+
+
+def _check_window_keys(con: duckdb.DuckDBPyConnection, found: str) -> None:
+    """The rows of temp table `found` (looked up by `vkey` in `__es_wv`) are rows of the window's values:
+    a row whose strings differ would be another value with the same key (`KeyCollisionError`)."""
+    row = _first(
+        con.execute(
+            f"""select f.identifier_type, f.value, w.identifier_type, w.value from {found} f
+            join __es_wv w on w.vkey = f.vkey
+            where f.identifier_type <> w.identifier_type or f.value <> w.value limit 1"""
+        )
+    )
+    if row is not None:
+        raise KeyCollisionError(
+            f"event stitching: identifier values {row[0]}={row[1]!r} and {row[2]}={row[3]!r} have the same "
+            "64-bit hash key; please report it with the DuckDB version"
+        )
 
 
 def load_subgraph(
@@ -687,20 +780,34 @@ def load_subgraph(
     con.register("__es_values", vals)
     try:
         con.execute(
-            "create or replace temp table __es_wv as select distinct cast(identifier_type as VARCHAR) "
-            "identifier_type, cast(value as VARCHAR) value from __es_values"
+            "create or replace temp table __es_wv as select *, hash(identifier_type, value) as vkey from ("
+            "select distinct cast(identifier_type as VARCHAR) identifier_type, cast(value as VARCHAR) value "
+            "from __es_values)"
         ).fetchall()
     finally:
         con.unregister("__es_values")
+    dup = _first(con.execute("select count(*) - count(distinct vkey) from __es_wv"))
+    if dup is not None and dup[0]:
+        raise KeyCollisionError(
+            f"event stitching: {dup[0]} identifier values of the window share a 64-bit hash key with "
+            "another; please report it with the DuckDB version"
+        )
     ensure_live(con, start)
-    registry = read_frame(con, _live("value_registry", _key_in("__es_wv", "value_registry")))
+    con.execute(
+        "create or replace temp table __es_wreg as "
+        + _live_keyed("value_registry", "value_registry.vkey in (select vkey from __es_wv)")
+    ).fetchall()
+    _check_window_keys(con, "__es_wreg")
+    registry = read_frame(con, f"select {_select_cols('value_registry')} from __es_wreg")
+    con.execute("drop table __es_wreg").fetchall()
     # memberships of the window's values (one scan), then the other memberships of their profiles that the
     # rules read (a second scan, pre-filtered on the identifier type)
-    con.execute(f"create or replace temp table __es_wmem as {_live('profile_values', _IN_WINDOW)}").fetchall()
     con.execute(
-        "create or replace temp table __es_pids as select distinct dinmo_stitched_profile_id from __es_wmem"
+        f"create or replace temp table __es_wmem as {_live_keyed('profile_values', _IN_WINDOW)}"
     ).fetchall()
-    in_pids = "dinmo_stitched_profile_id in (select dinmo_stitched_profile_id from __es_pids)"
+    _check_window_keys(con, "__es_wmem")
+    con.execute("create or replace temp table __es_pids as select distinct pkey from __es_wmem").fetchall()
+    in_pids = "pkey in (select pkey from __es_pids)"
     other_types = "true"
     if config is not None:
         from identity_pipeline.core.event_stitching.state import profile_wide_types
@@ -708,13 +815,11 @@ def load_subgraph(
         other_types = _types_sql(profile_wide_types(config))
     memberships = read_frame(
         con,
-        "select * from __es_wmem union all "
-        + _live("profile_values", f"{other_types} and {in_pids} and not {_IN_WINDOW}"),
+        f"select {_select_cols('profile_values')} from __es_wmem union all "
+        + _live("profile_values", f"{other_types} and profile_values.{in_pids} and not {_IN_WINDOW}"),
     )
     con.execute("drop table __es_wmem").fetchall()
-    red_where = (
-        "false" if config is not None else "to_id in (select dinmo_stitched_profile_id from __es_pids)"
-    )
+    red_where = "false" if config is not None else "hash(to_id) in (select pkey from __es_pids)"
     redirects = read_frame(con, _live("redirects", red_where))
     # the profiles holding the values, and the merged profiles redirecting to them
     con.register("__es_redirect_from", redirects[["from_id"]])
@@ -723,7 +828,12 @@ def load_subgraph(
             con,
             _live(
                 "profiles",
-                f"{in_pids} or dinmo_stitched_profile_id in (select from_id from __es_redirect_from)",
+                f"profiles.{in_pids}"
+                + (
+                    " or profiles.pkey in (select hash(from_id) from __es_redirect_from)"
+                    if len(redirects)
+                    else ""
+                ),
             ),
         )
     finally:
@@ -774,8 +884,8 @@ def carry_unloaded_rows(
             "(select from_id from __es_merged) as is_merged from ("
             + _live(
                 "profile_values",
-                "dinmo_stitched_profile_id in (select from_id from __es_merged union all "
-                f"select to_id from __es_merged) and {not_loaded}",
+                "profile_values.pkey in (select hash(from_id) from __es_merged union all "
+                f"select hash(to_id) from __es_merged) and {not_loaded}",
             )
             + ")"
         ).fetchall()
@@ -808,7 +918,7 @@ def carry_unloaded_rows(
         con.register("__es_old_red", old_red[["from_id"]])
         try:
             sources = read_frame(
-                con, _live("profiles", "dinmo_stitched_profile_id in (select from_id from __es_old_red)")
+                con, _live("profiles", "profiles.pkey in (select hash(from_id) from __es_old_red)")
             )
         finally:
             con.unregister("__es_old_red")
@@ -878,20 +988,64 @@ def _state_fingerprint(con: duckdb.DuckDBPyConnection) -> int:
 def _write_diff(con: duckdb.DuckDBPyConnection, name: str, window: Window) -> int:
     """Append the rows of temp table `__es_diff_<name>` (is_deleted + columns) as versions of `window`, and
     apply them to `live_<name>` (replace the rows of those keys; tombstones only delete)."""
-    on = " and ".join(f"l.{k} = d.{k}" for k in LIVE_KEYS[name])
     cols = _select_cols(name)
     con.execute(
         f"insert into {STATE}.{name} select ?, ?, is_deleted, {cols} from __es_diff_{name}",
         [window.start, window.key],
     ).fetchall()
+    keys = _key_exprs(name)
+    if name == "profiles":
+        _check_new_profile_keys(con)
+    if keys:  # by hash key (one integer per live row to compare; computed first: far faster than in the join)
+        con.execute(
+            "create or replace temp table __es_diff_keys as select distinct "
+            + ", ".join(f"{e} as {k}" for k, e in keys.items())
+            + f" from __es_diff_{name}"
+        ).fetchall()
+        on = " and ".join(f"l.{k} = d.{k}" for k in keys)
+        con.execute(
+            f"delete from {STATE}.live_{name} l where exists (select 1 from __es_diff_keys d where {on})"
+        ).fetchall()
+        con.execute("drop table __es_diff_keys").fetchall()
+    else:
+        on = " and ".join(f"l.{k} = d.{k}" for k in LIVE_KEYS[name])
+        con.execute(
+            f"delete from {STATE}.live_{name} l where exists (select 1 from __es_diff_{name} d where {on})"
+        ).fetchall()
+    key_cols = "".join(f", {e}" for e in keys.values())
     con.execute(
-        f"delete from {STATE}.live_{name} l where exists (select 1 from __es_diff_{name} d where {on})"
-    ).fetchall()
-    con.execute(
-        f"insert into {STATE}.live_{name} select {cols} from __es_diff_{name} where not is_deleted"
+        f"insert into {STATE}.live_{name} select {cols}{key_cols} from __es_diff_{name} where not is_deleted"
     ).fetchall()
     row = _first(con.execute(f"select count(*) from __es_diff_{name}"))
     return int(row[0]) if row else 0
+
+
+def _check_new_profile_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """No profile written by this window shares its hash key with another profile (`KeyCollisionError`)."""
+    con.execute(
+        "create or replace temp table __es_pkeys as select distinct dinmo_stitched_profile_id, "
+        "hash(dinmo_stitched_profile_id) as pkey from __es_diff_profiles where not is_deleted"
+    ).fetchall()
+    row = _first(
+        con.execute(
+            f"""select d.dinmo_stitched_profile_id, l.dinmo_stitched_profile_id
+            from __es_pkeys d join {STATE}.live_profiles l on l.pkey = d.pkey
+            where l.dinmo_stitched_profile_id <> d.dinmo_stitched_profile_id limit 1"""
+        )
+    )
+    if row is None:
+        row = _first(
+            con.execute(
+                "select min(dinmo_stitched_profile_id), max(dinmo_stitched_profile_id) from __es_pkeys "
+                "group by pkey having count(*) > 1 limit 1"
+            )
+        )
+    con.execute("drop table __es_pkeys").fetchall()
+    if row is not None:
+        raise KeyCollisionError(
+            f"event stitching: profile ids {row[0]!r} and {row[1]!r} have the same 64-bit hash key; please "
+            "report it with the DuckDB version"
+        )
 
 
 def _write_state_diff(
@@ -958,26 +1112,24 @@ def _update_conflicts(con: duckdb.DuckDBPyConnection, config: Any, window: Windo
     profile)."""
     con.execute(
         """create or replace temp table __es_touched as
-            select distinct identifier_type, value from __es_diff_profile_values
-            union select distinct identifier_type, value from __es_diff_value_registry"""
+            select *, hash(identifier_type, value) as vkey from (
+                select distinct identifier_type, value from __es_diff_profile_values
+                union select distinct identifier_type, value from __es_diff_value_registry)"""
     ).fetchall()
     con.execute(
         f"""create or replace temp table __es_diff_value_conflicts as
-        with mem as ({_live("profile_values", _key_in("__es_touched", "profile_values"))}),
-        prof as ({
-            _live(
-                "profiles",
-                "dinmo_stitched_profile_id in (select dinmo_stitched_profile_id from mem)",
-            )
-        }),
-        reg as ({_live("value_registry", _key_in("__es_touched", "value_registry"))}),
+        with mem as (select pkey, vkey, status from {STATE}.live_profile_values
+                     where vkey in (select vkey from __es_touched)),
+        prof as (select pkey, status from {STATE}.live_profiles where pkey in (select pkey from mem)),
+        reg as (select vkey, first_seen_at, last_seen_at, quarantined from {STATE}.live_value_registry
+                where vkey in (select vkey from __es_touched)),
         cnt as (
-            select t.identifier_type, t.value,
-                   count(distinct m.dinmo_stitched_profile_id) filter (
+            select t.identifier_type, t.value, t.vkey,
+                   count(distinct m.pkey) filter (
                        where m.status = 'active' and p.status = 'active') as active_profiles
             from __es_touched t
-            left join mem m on m.identifier_type = t.identifier_type and m.value = t.value
-            left join prof p on p.dinmo_stitched_profile_id = m.dinmo_stitched_profile_id
+            left join mem m on m.vkey = t.vkey
+            left join prof p on p.pkey = m.pkey
             group by all),
         cur as (
             select c.identifier_type, c.value, c.active_profiles,
@@ -985,7 +1137,7 @@ def _update_conflicts(con: duckdb.DuckDBPyConnection, config: Any, window: Windo
                    case when lt.lifetime_seconds is null then NULL::TIMESTAMP
                         else (case when lt.from_last_seen then r.last_seen_at else r.first_seen_at end)
                              + to_microseconds(cast(lt.lifetime_seconds * 1e6 as BIGINT)) end as expires_at
-            from cnt c left join reg r using (identifier_type, value)
+            from cnt c left join reg r on r.vkey = c.vkey
             left join {_lifetimes_sql(config)} using (identifier_type)),
         prev as ({_live("value_conflicts", _key_in("__es_touched", "value_conflicts"))})
         select false as is_deleted, cur.identifier_type, cur.value, cur.active_profiles, cur.is_conflict,
