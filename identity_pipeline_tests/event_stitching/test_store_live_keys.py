@@ -27,7 +27,7 @@ def _run(con: duckdb.DuckDBPyConnection, cfg, windows) -> None:
         store.process_window(con, cfg, store.window_for_key(cfg, key), events_df, obs)
 
 
-def _wrong_keys(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+def _wrong_keys(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int]]:
     """Per live table: rows whose key columns differ from the hash of their strings, and the row count."""
     out = {}
     for name, keys in store.LIVE_HASH_KEYS.items():
