@@ -83,6 +83,16 @@ def test_live_tables_whose_keys_cannot_be_trusted_are_rebuilt_before_the_next_wi
     assert merged == [(pid("e1"),)]
 
 
+def _assert_second_window_stops(con: duckdb.DuckDBPyConnection, cfg, event: dict, match: str) -> None:
+    """Processing `event` as window 2026-11-02 raises `KeyCollisionError` and writes nothing."""
+    before = _published(con)
+    events_df, obs = window_inputs([event], cfg)
+    with pytest.raises(store.KeyCollisionError, match=match):
+        store.process_window(con, cfg, store.window_for_key(cfg, "2026-11-02"), events_df, obs)
+    assert _published(con) == before
+    assert con.execute(f"select count(*), max(window_key) from {S}.windows").fetchall() == [(1, "2026-11-01")]
+
+
 def test_a_window_value_sharing_its_key_with_another_live_value_stops_the_window_before_any_write():
     cfg = make_config()
     con = duckdb.connect()
@@ -91,13 +101,9 @@ def test_a_window_value_sharing_its_key_with_another_live_value_stops_the_window
     c9 = con.execute("select hash('cookie_id', 'c9')").fetchall()[0][0]
     for table in ("live_value_registry", "live_profile_values"):
         con.execute(f"update {S}.{table} set vkey = ? where value = 'c2'", [c9]).fetchall()
-    before = _published(con)
-    window = store.window_for_key(cfg, "2026-11-02")
-    events_df, obs = window_inputs([ev("e3", DAY + 1, cookie_id="c9")], cfg)
-    with pytest.raises(store.KeyCollisionError, match="cookie_id='c2' and cookie_id='c9'"):
-        store.process_window(con, cfg, window, events_df, obs)
-    assert _published(con) == before
-    assert con.execute(f"select count(*) from {S}.windows").fetchall() == [(1,)]
+    _assert_second_window_stops(
+        con, cfg, ev("e3", DAY + 1, cookie_id="c9"), "cookie_id='c2' and cookie_id='c9'"
+    )
 
 
 def test_a_new_profile_sharing_its_key_with_a_live_profile_stops_the_window_before_any_write():
@@ -109,10 +115,4 @@ def test_a_new_profile_sharing_its_key_with_a_live_profile_stops_the_window_befo
         f"update {S}.live_profiles set pkey = hash(?) where dinmo_stitched_profile_id = ?",
         [new_pid, pid("e2")],
     ).fetchall()
-    before = _published(con)
-    window = store.window_for_key(cfg, "2026-11-02")
-    events_df, obs = window_inputs([ev("e9", DAY + 1, cookie_id="c9")], cfg)
-    with pytest.raises(store.KeyCollisionError, match="profile ids"):
-        store.process_window(con, cfg, window, events_df, obs)
-    assert _published(con) == before
-    assert con.execute(f"select max(window_key) from {S}.windows").fetchall() == [("2026-11-01",)]
+    _assert_second_window_stops(con, cfg, ev("e9", DAY + 1, cookie_id="c9"), "profile ids")

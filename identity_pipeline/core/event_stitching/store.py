@@ -628,10 +628,11 @@ def _latest(name: str, where: str) -> str:
     )
 
 
-def _live(name: str, where: str = "true") -> str:
+def _live(name: str, where: str = "true", with_keys: bool = False) -> str:
     """Rows of `es_state.live_<name>` matching `where` (the table is aliased `<name>` for correlated
-    conditions)."""
-    return f"select {_select_cols(name)} from {STATE}.live_{name} as {name} where {where}"
+    conditions), with their hash key columns if `with_keys` (see LIVE_HASH_KEYS)."""
+    keys = "".join(f", {name}.{k}" for k in LIVE_HASH_KEYS.get(name, ())) if with_keys else ""
+    return f"select {_select_cols(name, name)}{keys} from {STATE}.live_{name} as {name} where {where}"
 
 
 def ensure_live(con: duckdb.DuckDBPyConnection, before: datetime) -> None:
@@ -733,12 +734,6 @@ def _key_in(keys_table: str, alias: str) -> str:
 _IN_WINDOW = "profile_values.vkey in (select vkey from __es_wv)"
 
 
-def _live_keyed(name: str, where: str) -> str:
-    """Like `_live`, with the hash key columns."""
-    keys = "".join(f", {name}.{k}" for k in LIVE_HASH_KEYS.get(name, ()))
-    return f"select {_select_cols(name, name)}{keys} from {STATE}.live_{name} as {name} where {where}"
-
-
 def _check_window_keys(con: duckdb.DuckDBPyConnection, found: str) -> None:
     """The rows of temp table `found` (looked up by `vkey` in `__es_wv`) are rows of the window's values:
     a row whose strings differ would be another value with the same key (`KeyCollisionError`)."""
@@ -795,7 +790,7 @@ def load_subgraph(
     ensure_live(con, start)
     con.execute(
         "create or replace temp table __es_wreg as "
-        + _live_keyed("value_registry", "value_registry.vkey in (select vkey from __es_wv)")
+        + _live("value_registry", "value_registry.vkey in (select vkey from __es_wv)", with_keys=True)
     ).fetchall()
     _check_window_keys(con, "__es_wreg")
     registry = read_frame(con, f"select {_select_cols('value_registry')} from __es_wreg")
@@ -803,7 +798,7 @@ def load_subgraph(
     # memberships of the window's values (one scan), then the other memberships of their profiles that the
     # rules read (a second scan, pre-filtered on the identifier type)
     con.execute(
-        f"create or replace temp table __es_wmem as {_live_keyed('profile_values', _IN_WINDOW)}"
+        f"create or replace temp table __es_wmem as {_live('profile_values', _IN_WINDOW, with_keys=True)}"
     ).fetchall()
     _check_window_keys(con, "__es_wmem")
     con.execute("create or replace temp table __es_pids as select distinct pkey from __es_wmem").fetchall()
@@ -996,22 +991,20 @@ def _write_diff(con: duckdb.DuckDBPyConnection, name: str, window: Window) -> in
     keys = _key_exprs(name)
     if name == "profiles":
         _check_new_profile_keys(con)
-    if keys:  # by hash key (one integer per live row to compare; computed first: far faster than in the join)
+    # replaced live rows: by hash key where the table has them (one integer per live row to compare; the
+    # keys computed first, far faster than inside the join), else by the state keys
+    source, on_keys = f"__es_diff_{name}", LIVE_KEYS[name]
+    if keys:
+        source, on_keys = "__es_diff_keys", list(keys)
         con.execute(
             "create or replace temp table __es_diff_keys as select distinct "
             + ", ".join(f"{e} as {k}" for k, e in keys.items())
             + f" from __es_diff_{name}"
         ).fetchall()
-        on = " and ".join(f"l.{k} = d.{k}" for k in keys)
-        con.execute(
-            f"delete from {STATE}.live_{name} l where exists (select 1 from __es_diff_keys d where {on})"
-        ).fetchall()
-        con.execute("drop table __es_diff_keys").fetchall()
-    else:
-        on = " and ".join(f"l.{k} = d.{k}" for k in LIVE_KEYS[name])
-        con.execute(
-            f"delete from {STATE}.live_{name} l where exists (select 1 from __es_diff_{name} d where {on})"
-        ).fetchall()
+    on = " and ".join(f"l.{k} = d.{k}" for k in on_keys)
+    con.execute(
+        f"delete from {STATE}.live_{name} l where exists (select 1 from {source} d where {on})"
+    ).fetchall()
     key_cols = "".join(f", {e}" for e in keys.values())
     con.execute(
         f"insert into {STATE}.live_{name} select {cols}{key_cols} from __es_diff_{name} where not is_deleted"
