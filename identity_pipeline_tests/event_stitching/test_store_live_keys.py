@@ -116,3 +116,63 @@ def test_a_new_profile_sharing_its_key_with_a_live_profile_stops_the_window_befo
         [new_pid, pid("e2")],
     ).fetchall()
     _assert_second_window_stops(con, cfg, ev("e9", DAY + 1, cookie_id="c9"), "profile ids")
+
+
+def _with_store_keys(con: duckdb.DuckDBPyConnection, events_df, obs):
+    """The frames with `ekey` / `vkey` as `staged_events` / `staged_observations` compute them."""
+    con.register("__t_ev", events_df)
+    con.register("__t_obs", obs)
+    try:
+        events_df = con.execute(f"select *, {store.EVENT_KEY_SQL} as ekey from __t_ev").df()
+        vkey = store._key_exprs("value_registry")["vkey"]
+        obs = con.execute(f"select *, {store.EVENT_KEY_SQL} as ekey, {vkey} as vkey from __t_obs").df()
+    finally:
+        con.unregister("__t_ev")
+        con.unregister("__t_obs")
+    return events_df, obs
+
+
+@pytest.mark.parametrize("event_keys", ["hashed", "colliding", "observation_of_an_unknown_event"])
+def test_event_keys_are_used_only_when_they_name_one_event(event_keys):
+    cfg = make_config()
+    expected_con = duckdb.connect()
+    _run(expected_con, cfg, WINDOWS)
+
+    con = duckdb.connect()
+    for key, evs in WINDOWS:
+        events_df, obs = _with_store_keys(con, *window_inputs(evs, cfg))
+        if event_keys == "colliding":  # every event of the window gets one key
+            events_df["ekey"] = obs["ekey"] = events_df["ekey"].iloc[0]
+        elif event_keys == "observation_of_an_unknown_event":
+            obs.loc[0, "ekey"] = events_df["ekey"].max() + 1
+        usable = store._event_keys_usable(events_df, obs)
+        assert usable == (event_keys == "hashed")
+        store.process_window(con, cfg, store.window_for_key(cfg, key), events_df, obs)
+    assert _published(con) == _published(expected_con)
+
+
+def test_staged_frames_carry_the_keys_of_their_strings():
+    cfg = make_config()
+    con = duckdb.connect()
+    events_df, obs = window_inputs(WINDOWS[0][1], cfg)
+    con.register("__t_ev", events_df)
+    con.execute(f"create schema if not exists {store.STAGE}").fetchall()
+    store.ensure_schema(con)
+    con.execute(f"insert into {store.STAGE}.window_events select '2026-11-01', * from __t_ev").fetchall()
+    con.register("__t_obs", obs)
+    con.execute(
+        f"insert into {store.STAGE}.identifier_observations select '2026-11-01', model, event_id, event_ts, "
+        "identifier_type, value, blocked from __t_obs"
+    ).fetchall()
+    staged_ev = store.staged_events(con, "2026-11-01")
+    staged_obs = store.staged_observations(con, "2026-11-01")
+    assert len(staged_ev) == 2 and len(staged_obs) == len(obs)
+    for frame, cols, key in (
+        (staged_ev, ("model", "event_id"), "ekey"),
+        (staged_obs, ("model", "event_id"), "ekey"),
+        (staged_obs, ("identifier_type", "value"), "vkey"),
+    ):
+        for row in frame.itertuples():
+            strings = [getattr(row, c) for c in cols]
+            assert getattr(row, key) == con.execute("select hash(?, ?)", strings).fetchall()[0][0]
+    assert store._event_keys_usable(staged_ev, staged_obs)

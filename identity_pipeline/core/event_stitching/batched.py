@@ -149,6 +149,23 @@ def _pair_codes(*pairs: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
     return np.split(codes, np.cumsum(lens)[:-1])
 
 
+def _given_keys(*columns: tuple[pd.DataFrame | None, str]) -> list[np.ndarray] | None:
+    """Integer key columns the caller supplied (the store's 64-bit hash keys: `ekey` of events, `vkey` of
+    values, `pkey` of profiles), as int64, when every frame has its column; else None (hash the strings).
+
+    Used in place of `_pair_codes` / string lookups, so they must name one string (pair) each across the
+    frames: the store guarantees it (`store.load_subgraph`, `store._event_keys_usable`)."""
+    out = []
+    for df, col in columns:
+        if df is None or len(df) == 0:
+            out.append(np.empty(0, dtype=np.int64))
+            continue
+        if col not in df.columns or df[col].dtype.kind not in "iu" or df[col].isna().any():
+            return None
+        out.append(df[col].to_numpy().astype(np.uint64, copy=False).view(np.int64))
+    return out
+
+
 def _argsort_rows(*columns: np.ndarray) -> np.ndarray:
     """Stable argsort by several columns (ints or strings), first column first, like a pandas mergesort on
     them but in Arrow (several times faster on string columns; UTF-8 byte order is code-point order, as
@@ -411,9 +428,14 @@ def stitch_window_batched(
     none = np.empty(0, dtype=object)
     ev_m_in = _obj(events["model"]) if has_events else none
     ev_e_in = _obj(events["event_id"]) if has_events else none
-    o_m = _obj(observations["model"]) if has_obs else none
-    o_e = _obj(observations["event_id"]) if has_obs else none
-    ev_k_in, o_ek = _pair_codes((ev_m_in, ev_e_in), (o_m, o_e))
+    given = _given_keys((events, "ekey"), (observations, "ekey")) if has_events and has_obs else None
+    if given is None:
+        o_m = _obj(observations["model"]) if has_obs else none
+        o_e = _obj(observations["event_id"]) if has_obs else none
+        ev_k_in, o_ek = _pair_codes((ev_m_in, ev_e_in), (o_m, o_e))
+    else:  # the observations' strings are only read for events missing from `events`
+        ev_k_in, o_ek = given
+        o_m = o_e = None
     ev = _odf(
         {
             "m": ev_m_in,
@@ -430,14 +452,23 @@ def stitch_window_batched(
         o_b = observations["blocked"].to_numpy(dtype=bool)
         missing = ~_isin(o_ek, ev["k"].to_numpy())
         if missing.any():
+            if o_m is None or o_e is None:
+                o_m, o_e = _obj(observations["model"]), _obj(observations["event_id"])
             extra = _odf({"m": o_m[missing], "e": o_e[missing], "ts": o_ts[missing], "k": o_ek[missing]})
             extra = extra.drop_duplicates("k", keep="first")
             ev = pd.concat([ev, extra], ignore_index=True)
     else:
         o_t = o_v = none
-    o_key, m_key, r_key = _pair_codes(
-        (o_t, o_v), (M["identifier_type"], M["value"]), (R["identifier_type"], R["value"])
+    vkeys = (
+        _given_keys((observations, "vkey"), (state.profile_values, "vkey"), (state.value_registry, "vkey"))
+        if has_obs
+        else None
     )
+    if vkeys is None:
+        vkeys = _pair_codes(
+            (o_t, o_v), (M["identifier_type"], M["value"]), (R["identifier_type"], R["value"])
+        )
+    o_key, m_key, r_key = vkeys
     ev = ev.iloc[_argsort_rows(ev["ts"].to_numpy(), ev["m"].to_numpy(), ev["e"].to_numpy())]
     ev = ev.reset_index(drop=True)
     nE = len(ev)
@@ -493,7 +524,8 @@ def stitch_window_batched(
 
     p_ids = P["dinmo_stitched_profile_id"]
     nP = len(p_ids)
-    m_p = _find(p_ids, M["dinmo_stitched_profile_id"])
+    pkeys = _given_keys((state.profiles, "pkey"), (state.profile_values, "pkey"))
+    m_p = _find(p_ids, M["dinmo_stitched_profile_id"]) if pkeys is None else _find(*pkeys)
     if (m_p < 0).any():
         return full_reference()  # memberships of profiles not loaded: leave it to the reference
     p_active = P["status"] == "active"
@@ -945,10 +977,14 @@ def stitch_window_batched(
                 t=("t", "first"), v=("v", "first"), n=("ts", "size"), mn=("ts", "min"), mx=("ts", "max")
             )
             agg = agg.reset_index()
+            # memberships of these values (integer keys first: a few rows, not every loaded membership)
+            near = np.flatnonzero(_isin(m_key, agg["key"].to_numpy()))
             held, blocked_rows = _pair_codes(
-                (M["dinmo_stitched_profile_id"], m_key), (agg["pid"].to_numpy(), agg["key"].to_numpy())
+                (M["dinmo_stitched_profile_id"][near], m_key[near]),
+                (agg["pid"].to_numpy(), agg["key"].to_numpy()),
             )
             j = _find(held, blocked_rows)
+            j[j >= 0] = near[j[j >= 0]]
             exist = j >= 0
             if exist.any():
                 jj = j[exist]

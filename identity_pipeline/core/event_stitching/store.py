@@ -125,6 +125,9 @@ LIVE_HASH_KEYS: dict[str, tuple[str, ...]] = {
     "profile_values": ("pkey", "vkey"),
     "value_registry": ("vkey",),
 }
+# 64-bit key of an event within its window (`staged_events`, `staged_observations`); used by the engine only
+# when it names one event (`_event_keys_usable`), else the engine hashes the strings
+EVENT_KEY_SQL = "hash(model, event_id)"
 # DuckDB's hash() is not promised to be stable across versions: the live tables store this probe and are
 # rebuilt (`ensure_live`) when the running DuckDB hashes it differently.
 _HASH_PROBE = "hash('identity_pipeline', 'live keys')"
@@ -467,11 +470,12 @@ def stage_window(
 
 
 def staged_events(con: duckdb.DuckDBPyConnection, window_key: str) -> pd.DataFrame:
-    """The window's events (model, event_id, event_ts), in the engine's order."""
+    """The window's events (model, event_id, event_ts, and `ekey`, see `EVENT_KEY_SQL`), in the engine's
+    order."""
     events = read_frame(
         con,
-        f"select model, event_id, event_ts from {STAGE}.window_events where window_key = ? "
-        "order by event_ts, model, event_id",
+        f"select model, event_id, event_ts, {EVENT_KEY_SQL} as ekey from {STAGE}.window_events "
+        "where window_key = ? order by event_ts, model, event_id",
         [window_key],
     )
     return _normalize_events(events)
@@ -551,9 +555,12 @@ def require_staged(con: duckdb.DuckDBPyConnection, window_key: str, step: str) -
 
 
 def staged_observations(con: duckdb.DuckDBPyConnection, window_key: str) -> pd.DataFrame:
+    """The window's observations, with the integer keys the engine uses instead of hashing the strings:
+    `ekey` (the event's, `EVENT_KEY_SQL`) and `vkey` (the value's, as in the live tables)."""
     df = read_frame(
         con,
-        f"select model, event_id, event_ts, identifier_type, value, blocked from "
+        f"select model, event_id, event_ts, identifier_type, value, blocked, {EVENT_KEY_SQL} as ekey, "
+        f"{_key_exprs('value_registry')['vkey']} as vkey from "
         f"{STAGE}.identifier_observations where window_key = ? "
         "order by event_ts, model, event_id, identifier_type, value",
         [window_key],
@@ -766,6 +773,11 @@ def load_subgraph(
     merged profiles; the rest (old sessions, cookies, the profiles merged into these...) stays in the store
     and follows the window's merges through `carry_unloaded_rows`. So a window's cost does not grow with
     the history of the profiles it touches.
+
+    Rows carry their live hash keys (`pkey` on profiles and memberships, `vkey` on memberships and registry
+    rows): the engine matches on them instead of hashing the strings. They name one string each: a window's
+    values are checked against the rows found by key (`_check_window_keys`), so no two values of the live
+    state ever share a key.
     """
     from identity_pipeline.core.event_stitching.state import GraphState
 
@@ -793,7 +805,7 @@ def load_subgraph(
         + _live("value_registry", "value_registry.vkey in (select vkey from __es_wv)", with_keys=True)
     ).fetchall()
     _check_window_keys(con, "__es_wreg")
-    registry = read_frame(con, f"select {_select_cols('value_registry')} from __es_wreg")
+    registry = read_frame(con, f"select {_select_cols('value_registry')}, vkey from __es_wreg")
     con.execute("drop table __es_wreg").fetchall()
     # memberships of the window's values (one scan), then the other memberships of their profiles that the
     # rules read (a second scan, pre-filtered on the identifier type)
@@ -810,8 +822,12 @@ def load_subgraph(
         other_types = _types_sql(profile_wide_types(config))
     memberships = read_frame(
         con,
-        f"select {_select_cols('profile_values')} from __es_wmem union all "
-        + _live("profile_values", f"{other_types} and profile_values.{in_pids} and not {_IN_WINDOW}"),
+        f"select {_select_cols('profile_values')}, pkey, vkey from __es_wmem union all "
+        + _live(
+            "profile_values",
+            f"{other_types} and profile_values.{in_pids} and not {_IN_WINDOW}",
+            with_keys=True,
+        ),
     )
     con.execute("drop table __es_wmem").fetchall()
     red_where = "false" if config is not None else "hash(to_id) in (select pkey from __es_pids)"
@@ -829,6 +845,7 @@ def load_subgraph(
                     if len(redirects)
                     else ""
                 ),
+                with_keys=True,
             ),
         )
     finally:
@@ -947,7 +964,8 @@ def _conform(df: pd.DataFrame, template: pd.DataFrame) -> pd.DataFrame:
     df = df.reset_index(drop=True)
     for c in template.columns:
         if c not in df.columns:
-            df[c] = pd.Series([None] * len(df), dtype=template[c].dtype)
+            if c not in ("pkey", "vkey"):  # a frame without hash keys stays so (the engine hashes strings)
+                df[c] = pd.Series([None] * len(df), dtype=template[c].dtype)
             continue
         want = template[c].dtype
         if str(df[c].dtype) == str(want):
@@ -1320,6 +1338,18 @@ def save_window(
     return metrics
 
 
+def _event_keys_usable(events: pd.DataFrame, observations: pd.DataFrame) -> bool:
+    """`ekey` names one event of the window: distinct over the events (whose (model, event_id) the staging
+    checked unique), and every observation's key is an event's. Otherwise (a 64-bit collision among the
+    window's events, or frames without keys) the engine hashes the strings instead."""
+    if "ekey" not in events.columns or "ekey" not in observations.columns:
+        return False
+    ev = events["ekey"].to_numpy()
+    if pd.Series(ev).duplicated().any():
+        return False
+    return bool(pd.Series(observations["ekey"].to_numpy()).isin(ev).all())
+
+
 def process_window(
     con: duckdb.DuckDBPyConnection,
     config: Any,
@@ -1333,6 +1363,9 @@ def process_window(
     started = time.perf_counter()
     ensure_schema(con)
     check_predecessor(con, config, window)
+    if not _event_keys_usable(events, observations):
+        events = events.drop(columns="ekey", errors="ignore")
+        observations = observations.drop(columns="ekey", errors="ignore")
     loaded = load_subgraph(con, observations, window, config)
     t_load = time.perf_counter()
     result = stitch_window(loaded, events, observations, config, window.key)
