@@ -105,6 +105,9 @@ def stitch_window(
     `state` may be the whole graph or the subgraph the window touches (see `GraphState.subgraph`); the
     decisions are the same. The returned state holds the same tables, updated. `use_batched` (default) takes
     the batched fast path (`batched.py`, proven equal to the reference); False forces the reference.
+    Optional integer key columns (`ekey` on events and observations, `vkey` on observations, memberships and
+    registry rows, `pkey` on profiles and memberships, as the store adds them) let the fast path match on
+    them instead of hashing strings; each must name one string (pair), and without them it hashes.
     """
     if use_batched:
         from identity_pipeline.core.event_stitching.batched import stitch_window_batched

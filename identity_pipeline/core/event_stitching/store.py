@@ -125,6 +125,7 @@ LIVE_HASH_KEYS: dict[str, tuple[str, ...]] = {
     "profile_values": ("pkey", "vkey"),
     "value_registry": ("vkey",),
 }
+_HASH_KEY_COLUMNS = {k for keys in LIVE_HASH_KEYS.values() for k in keys}
 # 64-bit key of an event within its window (`staged_events`, `staged_observations`); used by the engine only
 # when it names one event (`_event_keys_usable`), else the engine hashes the strings
 EVENT_KEY_SQL = "hash(model, event_id)"
@@ -783,7 +784,7 @@ def load_subgraph(
 
     ensure_schema(con)
     start = before_window.start if isinstance(before_window, Window) else before_window
-    con.register("__es_values", values_df[["identifier_type", "value"]])  # distinct in DuckDB: 2 threads
+    con.register("__es_values", values_df[["identifier_type", "value"]])  # made distinct by DuckDB (threads)
     try:
         con.execute(
             "create or replace temp table __es_wv as select *, hash(identifier_type, value) as vkey from ("
@@ -963,7 +964,7 @@ def _conform(df: pd.DataFrame, template: pd.DataFrame) -> pd.DataFrame:
     df = df.reset_index(drop=True)
     for c in template.columns:
         if c not in df.columns:
-            if c not in ("pkey", "vkey"):  # a frame without hash keys stays so (the engine hashes strings)
+            if c not in _HASH_KEY_COLUMNS:  # a frame without hash keys stays so (the engine hashes strings)
                 df[c] = pd.Series([None] * len(df), dtype=template[c].dtype)
             continue
         want = template[c].dtype
