@@ -1,4 +1,4 @@
-"""The batched fast path (`batched.py`) gives exactly the reference's WindowResult on every input.
+"""The batched fast path (`batched/`) gives exactly the reference's WindowResult on every input.
 
 * hypothesis streams of the engine's strategies (small pools: most components are complex),
 * targeted "people" streams (many people with their own values, a few shared values, several windows with

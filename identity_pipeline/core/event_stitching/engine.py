@@ -2,7 +2,7 @@
 
 The engine is pure (no I/O, no Dagster): the store loads the subgraph the window touches, calls
 `stitch_window`, diffs the returned state against what it loaded and persists the window's output rows.
-By default it takes the batched fast path (`batched.py`), which must give the reference's
+By default it takes the batched fast path (`batched/`), which must give the reference's
 (`reference.py`) outputs exactly.
 """
 
@@ -104,7 +104,7 @@ def stitch_window(
 
     `state` may be the whole graph or the subgraph the window touches (see `GraphState.subgraph`); the
     decisions are the same. The returned state holds the same tables, updated. `use_batched` (default) takes
-    the batched fast path (`batched.py`, proven equal to the reference); False forces the reference.
+    the batched fast path (`batched/`, proven equal to the reference); False forces the reference.
     Optional integer key columns (`ekey` on events and observations, `vkey` on observations, memberships and
     registry rows, `pkey` on profiles and memberships, as the store adds them) let the fast path match on
     them instead of hashing strings; each must name one string (pair), and without them it hashes.
