@@ -5,7 +5,7 @@
 
 `event_stitching_graph` depends on its own previous window and is computed together with the published
 outputs (one multi-asset step): each window is loaded, stitched and saved in **one DuckDB transaction** by
-`core/event_stitching/store.py`. Every asset has `BackfillPolicy.single_run()`, so a range of windows is one
+`core/event_stitching/store/`. Every asset has `BackfillPolicy.single_run()`, so a range of windows is one
 run that loops over the windows oldest first. Dagster does not stop a run of window N when N-1 was never
 processed; the store checks it and fails with a message naming both windows.
 """
