@@ -63,9 +63,9 @@ class WindowInput:
     e_ts: np.ndarray
     ev_key_in: np.ndarray  # keys of the input event rows (to select a component's input rows)
     obs_event_key: np.ndarray  # event key of each input observation row
-    # distinct (event, value) edges: pos, key, t(ype), v(alue), b(locked), row (first input row)
+    # distinct (event, value) edges: pos, key, t(ype), v(alue), b(locked), row (first input row); the usable
+    # ones are `u_pos` / `u_k` below
     ob: pd.DataFrame
-    U: pd.DataFrame  # usable
     B: pd.DataFrame  # blocked
     Q: pd.DataFrame  # quarantined before the window (unusable, change nothing)
     # the window's distinct usable values
@@ -271,7 +271,6 @@ def read_window(
         ev_key_in=ev_k_in,
         obs_event_key=o_ek,
         ob=ob,
-        U=U,
         B=B,
         Q=Q,
         u_pos=U["pos"].to_numpy(dtype=np.int64),
