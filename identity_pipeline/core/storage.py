@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -35,6 +36,12 @@ _NULLABLE = {
     pa.int32(): pd.Int32Dtype(),
     pa.int64(): pd.Int64Dtype(),
 }
+
+
+def first_row(cursor: Any) -> tuple | None:
+    """First row of a result, consuming it entirely (DuckDB 2 refuses new work on an unfinished result)."""
+    rows = cursor.fetchall()
+    return rows[0] if rows else None
 
 
 def read_frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pd.DataFrame:

@@ -13,11 +13,11 @@ from dagster_duckdb import DuckDBResource
 
 from identity_pipeline.config import PipelineConfig
 from identity_pipeline.core.event_stitching import store
+from identity_pipeline.core.storage import first_row
 from identity_pipeline.defs import event_stitching_schemas as schemas
 from identity_pipeline.defs.pandera_checks import pandera_table_check
 
 S, OUT, G = store.STATE, store.OUT, store.STAGE
-_first = store._first
 
 
 def _run_window_keys(context: dg.AssetCheckExecutionContext) -> list[str]:
@@ -138,7 +138,7 @@ def build_event_stitching_checks(config: PipelineConfig) -> list[dg.AssetChecksD
         with duckdb.get_connection() as con:
             store.ensure_schema(con)
             _keys_frame(con, context)
-            row = _first(
+            row = first_row(
                 con.execute(
                     f"""with e as (select * from {G}.window_events
                                where window_key in (select window_key from __es_check_keys)),
@@ -185,7 +185,7 @@ def build_event_stitching_checks(config: PipelineConfig) -> list[dg.AssetChecksD
                        or exists (select 1 from {S}.current_redirects r2 where r2.from_id = r.to_id)
                     order by r.from_id limit 20"""
             ).df()
-            total = _first(con.execute(f"select count(*) from {S}.current_redirects"))
+            total = first_row(con.execute(f"select count(*) from {S}.current_redirects"))
         return _violations_result(bad, "bad_redirects", redirects=int(total[0]) if total else 0)
 
     @dg.asset_check(

@@ -21,6 +21,7 @@ import pytest
 from identity_pipeline.config.event_stitching import EventStitchingConfig
 from identity_pipeline.core.event_stitching import engine, store
 from identity_pipeline.core.event_stitching.observations import extract_observations
+from identity_pipeline.core.event_stitching.store.live_state import _latest
 from identity_pipeline_tests.event_stitching import helpers
 from identity_pipeline_tests.event_stitching.helpers import (
     T0,
@@ -745,7 +746,7 @@ def _live_vs_versions(con: duckdb.DuckDBPyConnection) -> None:
     for name, keys in store.LIVE_KEYS.items():
         cols = list(store.LIVE_COLUMNS[name])
         live = con.execute(f"select * from {store.STATE}.live_{name}").df()
-        latest = con.execute(store._latest(name, "version_window_start < ?"), [before]).df()
+        latest = con.execute(_latest(name, "version_window_start < ?"), [before]).df()
         live = live[cols].sort_values(keys).reset_index(drop=True)
         latest = latest[cols].sort_values(keys).reset_index(drop=True)
         pd.testing.assert_frame_equal(live, latest, obj=name, check_dtype=False)

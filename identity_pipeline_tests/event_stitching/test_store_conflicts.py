@@ -8,6 +8,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 
 from identity_pipeline.core.event_stitching import store
+from identity_pipeline.core.event_stitching.store.conflicts import _lifetimes_sql
 from identity_pipeline_tests.event_stitching.helpers import T0, ev, make_config, pid
 from identity_pipeline_tests.event_stitching.strategies import streams, window_inputs
 
@@ -22,7 +23,7 @@ def _full_recount(con: duckdb.DuckDBPyConnection, config, window: store.Window) 
                 where m.status = 'active' and p.status = 'active' group by all)
             select count(*) from act
             left join {s}.live_value_registry r using (identifier_type, value)
-            left join {store._lifetimes_sql(config)} using (identifier_type)
+            left join {_lifetimes_sql(config)} using (identifier_type)
             where n > 1 and not coalesce(r.quarantined, false)
               and (lt.lifetime_seconds is null
                    or (case when lt.from_last_seen then r.last_seen_at else r.first_seen_at end)

@@ -10,6 +10,8 @@ import duckdb
 import pytest
 
 from identity_pipeline.core.event_stitching import store
+from identity_pipeline.core.event_stitching.store.save import _event_keys_usable
+from identity_pipeline.core.event_stitching.store.tables import _key_exprs
 from identity_pipeline_tests.event_stitching.helpers import ev, make_config, pid
 from identity_pipeline_tests.event_stitching.strategies import window_inputs
 
@@ -31,7 +33,7 @@ def _wrong_keys(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int]]:
     """Per live table: rows whose key columns differ from the hash of their strings, and the row count."""
     out = {}
     for name, keys in store.LIVE_HASH_KEYS.items():
-        exprs = store._key_exprs(name)
+        exprs = _key_exprs(name)
         wrong = " or ".join(f"{k} is distinct from {exprs[k]}" for k in keys)
         out[name] = con.execute(
             f"select count(*) filter (where {wrong}), count(*) from {S}.live_{name}"
@@ -124,7 +126,7 @@ def _with_store_keys(con: duckdb.DuckDBPyConnection, events_df, obs):
     con.register("__t_obs", obs)
     try:
         events_df = con.execute(f"select *, {store.EVENT_KEY_SQL} as ekey from __t_ev").df()
-        vkey = store._key_exprs("value_registry")["vkey"]
+        vkey = _key_exprs("value_registry")["vkey"]
         obs = con.execute(f"select *, {store.EVENT_KEY_SQL} as ekey, {vkey} as vkey from __t_obs").df()
     finally:
         con.unregister("__t_ev")
@@ -145,7 +147,7 @@ def test_event_keys_are_used_only_when_they_name_one_event(event_keys):
             events_df["ekey"] = obs["ekey"] = events_df["ekey"].iloc[0]
         elif event_keys == "observation_of_an_unknown_event":
             obs.loc[0, "ekey"] = events_df["ekey"].max() + 1
-        usable = store._event_keys_usable(events_df, obs)
+        usable = _event_keys_usable(events_df, obs)
         assert usable == (event_keys == "hashed")
         store.process_window(con, cfg, store.window_for_key(cfg, key), events_df, obs)
     assert _published(con) == _published(expected_con)
@@ -175,4 +177,4 @@ def test_staged_frames_carry_the_keys_of_their_strings():
         for row in frame.itertuples():
             strings = [getattr(row, c) for c in cols]
             assert getattr(row, key) == con.execute("select hash(?, ?)", strings).fetchall()[0][0]
-    assert store._event_keys_usable(staged_ev, staged_obs)
+    assert _event_keys_usable(staged_ev, staged_obs)

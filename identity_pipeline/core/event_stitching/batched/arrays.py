@@ -115,7 +115,8 @@ def given_keys(*columns: tuple[pd.DataFrame | None, str]) -> list[np.ndarray] | 
     values, `pkey` of profiles), as int64, when every frame has its column; else None (hash the strings).
 
     Used in place of `pair_codes` / string lookups, so they must name one string (pair) each across the
-    frames: the store guarantees it (`store.load_subgraph`, `store._event_keys_usable`)."""
+    frames: the store guarantees it (`store/live_state.py::load_subgraph`,
+    `store/save.py::_event_keys_usable`)."""
     out = []
     for df, col in columns:
         if df is None or len(df) == 0:

@@ -38,17 +38,14 @@ Modules (each imports only the ones above it):
 * `save.py`: `save_window` (one transaction) and `process_window` (load -> engine -> save).
 """
 
-from identity_pipeline.core.event_stitching.store.conflicts import _lifetimes_sql
 from identity_pipeline.core.event_stitching.store.live_state import (
     KeyCollisionError,
-    _latest,
     carry_unloaded_rows,
     ensure_live,
     load_subgraph,
 )
 from identity_pipeline.core.event_stitching.store.save import (
     LAST_TIMINGS,
-    _event_keys_usable,
     process_window,
     save_window,
 )
@@ -78,8 +75,6 @@ from identity_pipeline.core.event_stitching.store.tables import (
     STATE_COLUMNS,
     VALUES_VIEW,
     WindowOrderError,
-    _first,
-    _key_exprs,
     ensure_schema,
 )
 from identity_pipeline.core.event_stitching.store.views import publish_views, published_table, window_metrics
@@ -113,11 +108,6 @@ __all__ = [
     "VALUES_VIEW",
     "Window",
     "WindowOrderError",
-    "_event_keys_usable",
-    "_first",
-    "_key_exprs",
-    "_latest",
-    "_lifetimes_sql",
     "carry_unloaded_rows",
     "check_predecessor",
     "config_end",

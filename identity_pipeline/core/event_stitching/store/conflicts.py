@@ -11,8 +11,9 @@ import duckdb
 
 from identity_pipeline.core.event_stitching.store.diffs import _write_diff
 from identity_pipeline.core.event_stitching.store.live_state import _key_in, _live
-from identity_pipeline.core.event_stitching.store.tables import STATE, _first
+from identity_pipeline.core.event_stitching.store.tables import STATE
 from identity_pipeline.core.event_stitching.store.windows import Window
+from identity_pipeline.core.storage import first_row
 
 
 def _lifetime_seconds(policy: Any) -> float | None:
@@ -87,7 +88,7 @@ def _update_conflicts(con: duckdb.DuckDBPyConnection, config: Any, window: Windo
 
 
 def _active_conflicts_at(con: duckdb.DuckDBPyConnection, window: Window) -> int:
-    row = _first(
+    row = first_row(
         con.execute(
             f"""select count(*) from {STATE}.live_value_conflicts
             where is_conflict and (expires_at is null or expires_at >= ?)""",

@@ -18,18 +18,18 @@ from identity_pipeline.core.event_stitching.store.tables import (
     STATE,
     STATE_COLUMNS,
     STATE_KEYS,
-    _first,
     _key_exprs,
 )
 from identity_pipeline.core.event_stitching.store.windows import Window
 from identity_pipeline.core.source_io import quote_ident
+from identity_pipeline.core.storage import first_row
 
 
 def _state_fingerprint(con: duckdb.DuckDBPyConnection) -> int:
     """Hash of the state rows this window wrote (the `__es_diff_<name>` tables of `_write_diff`)."""
     total = 0
     for name in LIVE_COLUMNS:
-        row = _first(
+        row = first_row(
             con.execute(f"select coalesce(sum(hash(*COLUMNS(*))::HUGEINT), 0) from __es_diff_{name}")
         )
         total = (total * 1_000_003 + int(row[0] if row else 0)) % (1 << 126)
@@ -65,7 +65,7 @@ def _write_diff(con: duckdb.DuckDBPyConnection, name: str, window: Window) -> in
     con.execute(
         f"insert into {STATE}.live_{name} select {cols}{key_cols} from __es_diff_{name} where not is_deleted"
     ).fetchall()
-    row = _first(con.execute(f"select count(*) from __es_diff_{name}"))
+    row = first_row(con.execute(f"select count(*) from __es_diff_{name}"))
     return int(row[0]) if row else 0
 
 
@@ -75,7 +75,7 @@ def _check_new_profile_keys(con: duckdb.DuckDBPyConnection) -> None:
         "create or replace temp table __es_pkeys as select distinct dinmo_stitched_profile_id, "
         "hash(dinmo_stitched_profile_id) as pkey from __es_diff_profiles where not is_deleted"
     ).fetchall()
-    row = _first(
+    row = first_row(
         con.execute(
             f"""select d.dinmo_stitched_profile_id, l.dinmo_stitched_profile_id
             from __es_pkeys d join {STATE}.live_profiles l on l.pkey = d.pkey
@@ -83,7 +83,7 @@ def _check_new_profile_keys(con: duckdb.DuckDBPyConnection) -> None:
         )
     )
     if row is None:
-        row = _first(
+        row = first_row(
             con.execute(
                 "select min(dinmo_stitched_profile_id), max(dinmo_stitched_profile_id) from __es_pkeys "
                 "group by pkey having count(*) > 1 limit 1"

@@ -17,14 +17,13 @@ from identity_pipeline.core.event_stitching.store.tables import (
     LIVE_KEYS,
     STATE,
     STATE_COLUMNS,
-    _first,
     _key_exprs,
     _live_ddl,
     ensure_schema,
 )
 from identity_pipeline.core.event_stitching.store.windows import Window, _next_sequence_before
 from identity_pipeline.core.source_io import quote_ident
-from identity_pipeline.core.storage import read_frame, transaction
+from identity_pipeline.core.storage import first_row, read_frame, transaction
 
 
 def _select_cols(name: str, alias: str = "") -> str:
@@ -60,7 +59,7 @@ def ensure_live(con: duckdb.DuckDBPyConnection, before: datetime) -> None:
     (or on a database written before the live tables or their hash keys existed, or by a DuckDB that hashes
     differently) they are rebuilt once from the versions."""
     ensure_schema(con)
-    row = _first(
+    row = first_row(
         con.execute(
             f"select (select max(valid_before) from {STATE}.live_as_of), "
             f"(select bool_and(probe = {_HASH_PROBE}) from {STATE}.live_hash_probe)"
@@ -94,7 +93,7 @@ class KeyCollisionError(RuntimeError):
 
 def _check_unique_value_keys(con: duckdb.DuckDBPyConnection) -> None:
     """After a rebuild: every key of the live tables names one value and one profile (a full scan; rare)."""
-    row = _first(
+    row = first_row(
         con.execute(
             f"""select
                 (select count(distinct (identifier_type, value)) - count(distinct vkey) from (
@@ -154,7 +153,7 @@ _IN_WINDOW = "profile_values.vkey in (select vkey from __es_wv)"
 def _check_window_keys(con: duckdb.DuckDBPyConnection, found: str) -> None:
     """The rows of temp table `found` (looked up by `vkey` in `__es_wv`) are rows of the window's values:
     a row whose strings differ would be another value with the same key (`KeyCollisionError`)."""
-    row = _first(
+    row = first_row(
         con.execute(
             f"""select f.identifier_type, f.value, w.identifier_type, w.value from {found} f
             join __es_wv w on w.vkey = f.vkey
@@ -202,7 +201,7 @@ def load_subgraph(
         ).fetchall()
     finally:
         con.unregister("__es_values")
-    dup = _first(con.execute("select count(*) - count(distinct vkey) from __es_wv"))
+    dup = first_row(con.execute("select count(*) - count(distinct vkey) from __es_wv"))
     if dup is not None and dup[0]:
         raise KeyCollisionError(
             f"event stitching: {dup[0]} identifier values of the window share a 64-bit hash key with "

@@ -22,13 +22,12 @@ from identity_pipeline.core.event_stitching.store.tables import (
     OUT,
     STATE,
     STATE_COLUMNS,
-    _first,
     ensure_schema,
 )
 from identity_pipeline.core.event_stitching.store.views import publish_views
 from identity_pipeline.core.event_stitching.store.windows import Window, check_predecessor
 from identity_pipeline.core.source_io import quote_ident
-from identity_pipeline.core.storage import transaction
+from identity_pipeline.core.storage import first_row, transaction
 
 
 def _profile_totals_delta(
@@ -118,10 +117,10 @@ def save_window(
     Returns the window-level metrics written to `identity_event_profile_run_metrics`.
     """
     ensure_live(con, window.start)
-    old_fp_row = _first(
+    old_fp_row = first_row(
         con.execute(f"select state_fingerprint from {STATE}.windows where window_key = ?", [window.key])
     )
-    prev_totals = _first(
+    prev_totals = first_row(
         con.execute(
             f"select active_profiles, known_profiles from {STATE}.windows where window_start < ? "
             "order by window_start desc limit 1",

@@ -15,12 +15,11 @@ from identity_pipeline.core.event_stitching.store.tables import (
     EVENT_KEY_SQL,
     STAGE,
     WindowOrderError,
-    _first,
     _key_exprs,
 )
 from identity_pipeline.core.event_stitching.store.windows import Window
 from identity_pipeline.core.source_io import describe_source, quote_ident, source_select_sql
-from identity_pipeline.core.storage import read_frame, transaction
+from identity_pipeline.core.storage import first_row, read_frame, transaction
 
 _OFFSET_RE = r"\d:\d\d(:\d\d(\.\d+)?)?\s*(Z|z|UTC|[+-]\d\d(:?\d\d)?)$"
 
@@ -75,7 +74,7 @@ def validate_models(con: duckdb.DuckDBPyConnection, config: Any, base_dir: Path)
     """Every mapped column exists; every event has an id and a parseable timestamp. One scan per model."""
     for model in config.models:
         sql, _ = _model_select(con, model, base_dir)
-        bad = _first(
+        bad = first_row(
             con.execute(
                 f"select count(*) filter (where event_ts is null), count(*) filter (where event_id is null), "
                 f"any_value(event_id) filter (where event_ts is null) from ({sql})"
@@ -134,7 +133,7 @@ def read_window_events(
     events_sql, long_sql = window_events_sql(con, config, Path(base_dir))
     params = {"window_start": window_start, "window_end": window_end}
     events = read_frame(con, f"{events_sql} order by event_ts, model, event_id", params)
-    dup = _first(
+    dup = first_row(
         con.execute(
             f"select model, event_id, count(*) from ({events_sql}) group by all having count(*) > 1 limit 1",
             params,
@@ -177,7 +176,7 @@ def stage_window(
             params,
         ).fetchall()
         _log_stage(con, window.key, "window_events")
-        row = _first(
+        row = first_row(
             con.execute(
                 f"select count(*), count(distinct (model, event_id)) from {STAGE}.window_events "
                 f"where window_key = ?",
@@ -190,7 +189,7 @@ def stage_window(
                 f"event_stitching: window {window.key} has {row[0] - row[1]} duplicated (model, event_id); "
                 "event ids must be unique per model"
             )
-    n_ids = _first(
+    n_ids = first_row(
         con.execute(f"select count(*) from {STAGE}.window_identifiers where window_key = ?", [window.key])
     )
     return {"events": int(row[0]), "identifier_values": int(n_ids[0]) if n_ids else 0}
@@ -245,7 +244,7 @@ def stage_observations(con: duckdb.DuckDBPyConnection, config: Any, window_key: 
         finally:
             con.unregister("__es_std")
         _log_stage(con, window_key, "identifier_observations")
-        row = _first(
+        row = first_row(
             con.execute(
                 f"select count(*), count(*) filter (where blocked) from {STAGE}.identifier_observations "
                 "where window_key = ?",
@@ -269,7 +268,7 @@ def _log_stage(con: duckdb.DuckDBPyConnection, window_key: str, step: str) -> No
 
 def require_staged(con: duckdb.DuckDBPyConnection, window_key: str, step: str) -> None:
     """Fail clearly when a step's input for the window was never staged (vs. a window with no events)."""
-    row = _first(
+    row = first_row(
         con.execute(
             f"select count(*) from {STAGE}.stage_log where window_key = ? and step = ?", [window_key, step]
         )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import duckdb
 
 from identity_pipeline.core.source_io import quote_ident
@@ -112,12 +110,6 @@ VERSION_COLUMNS = (
     "version_window_start TIMESTAMP NOT NULL, version_window_key VARCHAR NOT NULL, "
     "is_deleted BOOLEAN NOT NULL"
 )
-
-
-def _first(cursor: Any) -> tuple | None:
-    """First row of a result, consuming it entirely (DuckDB 2 refuses new work on an unfinished result)."""
-    rows = cursor.fetchall()
-    return rows[0] if rows else None
 
 
 class WindowOrderError(RuntimeError):

@@ -19,9 +19,8 @@ from identity_pipeline.core.event_stitching.store.tables import (
     REDIRECTS_VIEW,
     STATE,
     VALUES_VIEW,
-    _first,
 )
-from identity_pipeline.core.storage import read_frame, table_exists
+from identity_pipeline.core.storage import first_row, read_frame, table_exists
 
 
 def publish_views(con: duckdb.DuckDBPyConnection, config: Any) -> None:
@@ -100,7 +99,7 @@ def published_table(con: duckdb.DuckDBPyConnection, name: str, window_key: str |
         raise KeyError(name)
     if (
         not table_exists(con, name)
-        and not _first(
+        and not first_row(
             con.execute("select count(*) from information_schema.tables where table_name = ?", [name])
         )[0]
     ):

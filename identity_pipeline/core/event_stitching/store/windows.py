@@ -10,8 +10,8 @@ import duckdb
 import pandas as pd
 
 from identity_pipeline.config.errors import ConfigError
-from identity_pipeline.core.event_stitching.store.tables import STATE, WindowOrderError, _first, ensure_schema
-from identity_pipeline.core.storage import read_frame
+from identity_pipeline.core.event_stitching.store.tables import STATE, WindowOrderError, ensure_schema
+from identity_pipeline.core.storage import first_row, read_frame
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def check_predecessor(con: duckdb.DuckDBPyConnection, config: Any, window: Windo
     if window.start == first:
         return
     prev = window_key_for(config, window.start - window_length(config))
-    row = _first(con.execute(f"select status from {STATE}.windows where window_key = ?", [prev]))
+    row = first_row(con.execute(f"select status from {STATE}.windows where window_key = ?", [prev]))
     if row is None:
         raise WindowOrderError(
             f"cannot process event stitching window {window.key}: the previous window {prev} has not been "
@@ -96,7 +96,7 @@ def check_predecessor(con: duckdb.DuckDBPyConnection, config: Any, window: Windo
 
 
 def _next_sequence_before(con: duckdb.DuckDBPyConnection, window: Window, default: int) -> int:
-    row = _first(
+    row = first_row(
         con.execute(
             f"select next_sequence from {STATE}.windows where window_start < ? "
             "order by window_start desc limit 1",
