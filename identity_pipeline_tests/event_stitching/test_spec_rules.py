@@ -790,6 +790,75 @@ def test_guarantees_live_state_tables_follow_windows_and_are_rebuilt_after_a_re_
     assert row["resolved_dinmo_stitched_profile_id"] == pid("e1")
 
 
+_STATE_VIEWS = (store.PROFILES_VIEW, store.VALUES_VIEW, store.REDIRECTS_VIEW, store.ATTRIBUTION_VIEW)
+
+
+def _reads_live(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether `es_state.current_*` (read by the published views and the checks) are the live tables."""
+    sqls = con.execute(
+        "select view_name, sql from duckdb_views() where schema_name = ? and view_name like 'current_%'",
+        [store.STATE],
+    ).fetchall()
+    assert len(sqls) == 4
+    on_live = {name: f"live_{name.removeprefix('current_')}" in sql for name, sql in sqls}
+    assert len(set(on_live.values())) == 1, on_live
+    return next(iter(on_live.values()))
+
+
+def _current_equals_history(con: duckdb.DuckDBPyConnection) -> None:
+    """`es_state.current_<name>` holds the latest version of every key written by any window."""
+    for name in ("profiles", "profile_values", "value_registry", "redirects"):
+        keys, cols = store.LIVE_KEYS[name], list(store.LIVE_COLUMNS[name])
+        cur = con.execute(f"select * from {store.STATE}.current_{name}").df()[cols]
+        latest = con.execute(_latest(name, "true")).df()[cols]
+        pd.testing.assert_frame_equal(
+            cur.sort_values(keys).reset_index(drop=True),
+            latest.sort_values(keys).reset_index(drop=True),
+            obj=name,
+            check_dtype=False,
+        )
+
+
+def test_guarantees_published_views_read_the_live_tables_unless_a_re_run_left_them_behind(monkeypatch):
+    # After windows in order the published views read the live tables (the current rows only), not the
+    # version history, whose latest-per-key scan grows with every window. A re-run of an earlier window leaves
+    # the live tables at that window: the views then read the history until the later windows are re-run.
+    # A re-run that fails after the live tables were rebuilt leaves the published views as they were.
+    cfg = make_config()
+    day1 = [ev("e1", 1, user_id="u1", cookie_id="c1"), ev("e2", 2, cookie_id="c2")]
+    day2 = [ev("e3", DAY + 1, cookie_id="c1", anonymous_id="a1"), ev("e4", DAY + 2, cookie_id="c2")]
+    day3 = [ev("e5", 2 * DAY + 1, anonymous_id="a1", cookie_id="c2")]  # merges the two profiles
+    con = store_run(cfg, [("2026-11-01", day1), ("2026-11-02", day2), ("2026-11-03", day3)])
+    assert _reads_live(con)
+    _current_equals_history(con)
+    published = {name: view(con, name) for name in _STATE_VIEWS}
+    assert len(published[store.REDIRECTS_VIEW]) == 1  # the merge of day 3 is there to be seen
+
+    def process(key: str, events: list[dict]) -> None:
+        events_df, long = frames(events)
+        store.process_window(
+            con, cfg, store.window_for_key(cfg, key), events_df, extract_observations(long, cfg)
+        )
+
+    def boom(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("engine failed")
+
+    with monkeypatch.context() as m:  # re-run day 2: the live tables go back to day 1, then the engine fails
+        m.setattr(engine, "stitch_window", boom)
+        with pytest.raises(RuntimeError, match="engine failed"):
+            process("2026-11-02", day2)
+    assert not _reads_live(con)
+    assert {name: view(con, name) for name in _STATE_VIEWS} == published
+    process("2026-11-02", day2)  # the re-run itself: live tables at day 2, the views on the history
+    assert not _reads_live(con)
+    _current_equals_history(con)
+    assert {name: view(con, name) for name in _STATE_VIEWS} == published
+    process("2026-11-03", day3)  # back in order: the views read the live tables again
+    assert _reads_live(con)
+    _current_equals_history(con)
+    assert {name: view(con, name) for name in _STATE_VIEWS} == published
+
+
 # ============================================================================================================
 # Scenario catalogue (hand-written expected graphs)
 # ============================================================================================================

@@ -19,7 +19,8 @@ Design (see `docs/event-stitching-storage.md`):
   the new ones in **one transaction**. Rows of later windows stay; if window N's state changed, later windows
   are marked `outdated` and must be re-run in order before anything newer is processed.
 * Per-window outputs (attribution, audit events, run metrics) are tables in `es_output` keyed by `window_key`.
-  The names DinMo documents are **views** in `main` over those tables and over the latest state versions, so
+  The names DinMo documents are **views** in `main` over those tables and over the current state (the live
+  tables, or the latest versions while a re-run waits for the later windows: `point_current_views`), so
   `resolved_dinmo_stitched_profile_id` and value statuses are always current without rewriting history.
 * A window's cost: one filtered read of its events, semi-joins of the state tables against the window's
   values, a diff of the touched subgraph, and small inserts. Global metrics (`known_profile_share`,

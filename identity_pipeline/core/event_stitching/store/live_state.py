@@ -82,6 +82,7 @@ def ensure_live(con: duckdb.DuckDBPyConnection, before: datetime) -> None:
         con.execute(f"delete from {STATE}.live_hash_probe").fetchall()
         con.execute(f"insert into {STATE}.live_hash_probe select {_HASH_PROBE}").fetchall()
         _set_live_as_of(con, before)
+        point_current_views(con)  # the live tables may now be older than the newest processed window
 
 
 class KeyCollisionError(RuntimeError):
@@ -112,6 +113,38 @@ def _check_unique_value_keys(con: duckdb.DuckDBPyConnection) -> None:
 def _set_live_as_of(con: duckdb.DuckDBPyConnection, before: datetime) -> None:
     con.execute(f"delete from {STATE}.live_as_of").fetchall()
     con.execute(f"insert into {STATE}.live_as_of values (?)", [before]).fetchall()
+
+
+# the state tables the published views read, through `es_state.current_<name>`
+CURRENT_STATE = ("profiles", "profile_values", "value_registry", "redirects")
+
+
+def live_is_current(con: duckdb.DuckDBPyConnection) -> bool:
+    """The live tables hold the state after the newest processed window (always so after windows processed
+    in order; not after an earlier window was re-run and the later ones not yet)."""
+    row = first_row(
+        con.execute(
+            f"select (select max(valid_before) from {STATE}.live_as_of) "
+            f"is not distinct from (select max(window_end) from {STATE}.windows)"
+        )
+    )
+    return bool(row and row[0])
+
+
+def point_current_views(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)create the views `es_state.current_<name>` (the current graph state the published views and the
+    asset checks read) over the live tables when they are current, else over the version history.
+
+    The live tables hold only current rows, so reading them costs the size of the current graph; the latest
+    version per key costs a window function over every version ever written, which grows with history (at
+    10M events it took ~20 s to count the identifier values, and a query for one profile's values ran out of
+    a 2 GB memory limit). The history is read only in the state a re-run leaves until the later windows are
+    re-run too. Called wherever `live_as_of` moves (`ensure_live`, `save_window` via `publish_views`), in the
+    same transaction, so a failed run never leaves the views on live tables that are not current."""
+    current = live_is_current(con)
+    for name in CURRENT_STATE:
+        sql = _live(name) if current else _latest(name, "true")
+        con.execute(f"create or replace view {STATE}.current_{name} as {sql}").fetchall()
 
 
 def _cast_frame_sql(name: str, frame: str) -> str:

@@ -8,7 +8,7 @@ import duckdb
 import pandas as pd
 
 from identity_pipeline.core.event_stitching.store.conflicts import _lifetimes_sql
-from identity_pipeline.core.event_stitching.store.live_state import _latest
+from identity_pipeline.core.event_stitching.store.live_state import point_current_views
 from identity_pipeline.core.event_stitching.store.tables import (
     ATTRIBUTION_VIEW,
     AUDIT_VIEW,
@@ -24,18 +24,9 @@ from identity_pipeline.core.storage import first_row, read_frame, table_exists
 
 
 def publish_views(con: duckdb.DuckDBPyConnection, config: Any) -> None:
-    """(Re)create the six published views. Cheap; called inside each window's transaction."""
-    cur_redirects = _latest("redirects", "true")
-    con.execute(f"create or replace view {STATE}.current_redirects as {cur_redirects}").fetchall()
-    con.execute(
-        f"create or replace view {STATE}.current_profiles as {_latest('profiles', 'true')}"
-    ).fetchall()
-    con.execute(
-        f"create or replace view {STATE}.current_profile_values as {_latest('profile_values', 'true')}"
-    ).fetchall()
-    con.execute(
-        f"create or replace view {STATE}.current_value_registry as {_latest('value_registry', 'true')}"
-    ).fetchall()
+    """(Re)create the six published views (over `es_state.current_<name>`, see `point_current_views`). Cheap;
+    called inside each window's transaction."""
+    point_current_views(con)
     con.execute(
         f"""create or replace view main.{ATTRIBUTION_VIEW} as
         select a.model, a.event_id, a.event_ts, a.window_key, a.dinmo_stitched_profile_id,
