@@ -29,11 +29,18 @@ def _run_window_keys(context: dg.AssetCheckExecutionContext) -> list[str]:
         return []
 
 
-def _keys_frame(con, context: dg.AssetCheckExecutionContext) -> None:
+def _run_keys_sql(con, context: dg.AssetCheckExecutionContext) -> str:
+    """The run's window keys as a SQL list literal, `('2026-11-01', ...)`.
+
+    A literal, not a registered frame: DuckDB then filters the scans of the per-window tables by it (their
+    rows are stored in window order, so most row groups are skipped), where a subquery became a join after
+    the views' own joins (one window of attribution at 10M events: 4.3 s with the subquery, 0.5 s)."""
     keys = _run_window_keys(context)
     if not keys:
         keys = [r[0] for r in con.execute(f"select window_key from {S}.windows").fetchall()]
-    con.register("__es_check_keys", pd.DataFrame({"window_key": pd.Series(keys, dtype="object")}))
+    if not keys:
+        return "(NULL)"
+    return "(" + ", ".join("'" + str(k).replace("'", "''") + "'" for k in keys) + ")"
 
 
 def _violations_result(bad: pd.DataFrame, count_key: str, **metadata: int) -> dg.AssetCheckResult:
@@ -53,10 +60,8 @@ def build_event_stitching_checks(config: PipelineConfig) -> list[dg.AssetChecksD
             with duckdb.get_connection() as con:
                 store.ensure_schema(con)
                 store.publish_views(con, es)
-                _keys_frame(con, context)
-                return con.execute(
-                    f"select * from main.{view} where window_key in (select window_key from __es_check_keys)"
-                ).df()
+                run_keys = _run_keys_sql(con, context)
+                return con.execute(f"select * from main.{view} where window_key in {run_keys}").df()
 
         return load
 
@@ -68,11 +73,11 @@ def build_event_stitching_checks(config: PipelineConfig) -> list[dg.AssetChecksD
             with duckdb.get_connection() as con:
                 store.ensure_schema(con)
                 store.publish_views(con, es)
-                _keys_frame(con, context)
+                run_keys = _run_keys_sql(con, context)
                 return con.execute(
                     f"""select v.* from main.{view} v where exists (
                         select 1 from {S}.{state_table} t where {on} and t.version_window_key in
-                        (select window_key from __es_check_keys))"""
+                        {run_keys})"""
                 ).df()
 
         return load
@@ -137,13 +142,13 @@ def build_event_stitching_checks(config: PipelineConfig) -> list[dg.AssetChecksD
     ) -> dg.AssetCheckResult:
         with duckdb.get_connection() as con:
             store.ensure_schema(con)
-            _keys_frame(con, context)
+            run_keys = _run_keys_sql(con, context)
             row = first_row(
                 con.execute(
                     f"""with e as (select * from {G}.window_events
-                               where window_key in (select window_key from __es_check_keys)),
+                               where window_key in {run_keys}),
                      a as (select model, event_id, window_key, count(*) n from {OUT}.attribution
-                           where window_key in (select window_key from __es_check_keys) group by all)
+                           where window_key in {run_keys} group by all)
                 select (select count(*) from e),
                        (select count(*) from e where not exists (select 1 from a where a.model = e.model
                             and a.event_id = e.event_id and a.window_key = e.window_key)),
@@ -199,13 +204,13 @@ def build_event_stitching_checks(config: PipelineConfig) -> list[dg.AssetChecksD
         with duckdb.get_connection() as con:
             store.ensure_schema(con)
             store.publish_views(con, es)
-            _keys_frame(con, context)
+            run_keys = _run_keys_sql(con, context)
             bad = con.execute(
                 f"""select a.model, a.event_id, a.window_key, a.resolved_dinmo_stitched_profile_id, p.status
                     from main.{store.ATTRIBUTION_VIEW} a
                     left join {S}.current_profiles p
                       on p.dinmo_stitched_profile_id = a.resolved_dinmo_stitched_profile_id
-                    where a.window_key in (select window_key from __es_check_keys) and a.status = 'stitched'
+                    where a.window_key in {run_keys} and a.status = 'stitched'
                       and p.status is distinct from 'active'
                     limit 20"""
             ).df()
@@ -223,10 +228,10 @@ def build_event_stitching_checks(config: PipelineConfig) -> list[dg.AssetChecksD
     ) -> dg.AssetCheckResult:
         with duckdb.get_connection() as con:
             store.ensure_schema(con)
-            _keys_frame(con, context)
+            run_keys = _run_keys_sql(con, context)
             per_window = con.execute(
                 f"""select window_key, value from {OUT}.run_metrics where breakdown = 'window'
-                    and metric = 'active_conflicts' and window_key in (select window_key from __es_check_keys)
+                    and metric = 'active_conflicts' and window_key in {run_keys}
                     order by window_key"""
             ).fetchall()
             examples = con.execute(

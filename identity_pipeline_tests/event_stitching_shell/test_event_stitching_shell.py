@@ -241,3 +241,26 @@ def test_cli_validate_checks_event_models_before_anything_is_written(tmp_path: P
         assert f"event_stitching.models.{model['name']}.timestamp" in err and "'no_such_column'" in err
         assert "Traceback" not in err
     assert not (tmp_path / "es.duckdb").exists()  # nothing written
+
+
+def test_checks_filter_the_run_windows_by_a_quoted_literal_list():
+    # the checks filter the per-window tables with the run's keys written into the SQL (so DuckDB prunes the
+    # scans); a key is quoted as a string literal, whatever it holds
+    from types import SimpleNamespace
+
+    from identity_pipeline.defs.event_stitching_checks import _run_keys_sql
+
+    con = duckdb.connect()
+    con.execute("create table t (window_key varchar)")
+    con.execute("insert into t values ('2026-11-01'), ('2026-11-02'), ('it''s'), ('x'') or (''1''=''1')")
+
+    def run_keys(keys: list[str]) -> list[str]:
+        context = SimpleNamespace(op_execution_context=SimpleNamespace(partition_keys=keys))
+        sql = f"select window_key from t where window_key in {_run_keys_sql(con, context)} order by 1"
+        return [r[0] for r in con.execute(sql).fetchall()]
+
+    assert run_keys(["2026-11-02"]) == ["2026-11-02"]
+    assert run_keys(["2026-11-01", "it's"]) == ["2026-11-01", "it's"]
+    assert run_keys(["x') or ('1'='1"]) == ["x') or ('1'='1"]
+    store.ensure_schema(con)  # not a partitioned run: every processed window (none here)
+    assert run_keys([]) == []
