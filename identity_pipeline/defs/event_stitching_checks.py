@@ -7,13 +7,15 @@
 * `no_active_conflicts` (WARN, not blocking): no non-quarantined value is active on several profiles
 """
 
+from collections.abc import Callable
+
 import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from identity_pipeline.config import PipelineConfig
 from identity_pipeline.core.event_stitching import store
-from identity_pipeline.core.storage import first_row
+from identity_pipeline.core.storage import first_row, read_frame
 from identity_pipeline.defs import event_stitching_schemas as schemas
 from identity_pipeline.defs.pandera_checks import pandera_table_check
 
@@ -61,24 +63,25 @@ def build_event_stitching_checks(config: PipelineConfig) -> list[dg.AssetChecksD
                 store.ensure_schema(con)
                 store.publish_views(con, es)
                 run_keys = _run_keys_sql(con, context)
-                return con.execute(f"select * from main.{view} where window_key in {run_keys}").df()
+                return read_frame(con, f"select * from main.{view} where window_key in {run_keys}")
 
         return load
 
-    def touched(view: str, state_table: str, keys: list[str]):
-        """Rows of a current-state view whose state was written by the run's windows."""
+    def touched(select: Callable[[str], str], state_table: str, keys: list[str]):
+        """Rows of a current-state view whose state was written by the run's windows: the view's query over
+        the current rows of the keys those windows wrote a version of (filtered before the view's joins and
+        sort: one window's identifier values at 10M events load in ~1 s instead of ~7.5 s)."""
 
         def load(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> pd.DataFrame:
-            on = " and ".join(f"v.{k} = t.{k}" for k in keys)
+            cols = ", ".join(keys)
             with duckdb.get_connection() as con:
                 store.ensure_schema(con)
                 store.publish_views(con, es)
                 run_keys = _run_keys_sql(con, context)
-                return con.execute(
-                    f"""select v.* from main.{view} v where exists (
-                        select 1 from {S}.{state_table} t where {on} and t.version_window_key in
-                        {run_keys})"""
-                ).df()
+                source = f"""(select c.* from {S}.current_{state_table} c semi join (
+                    select distinct {cols} from {S}.{state_table} where version_window_key in {run_keys}
+                    ) t using ({cols}))"""
+                return read_frame(con, select(source))
 
         return load
 
@@ -87,7 +90,7 @@ def build_event_stitching_checks(config: PipelineConfig) -> list[dg.AssetChecksD
             with duckdb.get_connection() as con:
                 store.ensure_schema(con)
                 store.publish_views(con, es)
-                return con.execute(f"select * from main.{view}").df()
+                return read_frame(con, f"select * from main.{view}")
 
         return load
 
@@ -101,14 +104,16 @@ def build_event_stitching_checks(config: PipelineConfig) -> list[dg.AssetChecksD
         pandera_table_check(
             asset=store.PROFILES_VIEW,
             schema=schemas.profiles_schema,
-            load=touched(store.PROFILES_VIEW, "profiles", ["dinmo_stitched_profile_id"]),
+            load=touched(store.profiles_select, "profiles", ["dinmo_stitched_profile_id"]),
             blocking=False,
         ),
         pandera_table_check(
             asset=store.VALUES_VIEW,
             schema=schemas.identifier_values_schema,
             load=touched(
-                store.VALUES_VIEW, "profile_values", ["dinmo_stitched_profile_id", "identifier_type", "value"]
+                lambda source: store.identifier_values_select(es, source),
+                "profile_values",
+                ["dinmo_stitched_profile_id", "identifier_type", "value"],
             ),
             blocking=False,
         ),

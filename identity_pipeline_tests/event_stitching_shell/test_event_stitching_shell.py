@@ -14,6 +14,7 @@ from dagster_duckdb import DuckDBResource
 from identity_pipeline.config import ConfigError
 from identity_pipeline.core.event_stitching import store
 from identity_pipeline.defs import build_definitions
+from identity_pipeline.defs.event_stitching import JOB_NAME
 
 from .conftest import DATA, SAMPLE_WINDOWS, make_config, run_windows, sample_section, snapshot
 
@@ -264,3 +265,58 @@ def test_checks_filter_the_run_windows_by_a_quoted_literal_list():
     assert run_keys(["x') or ('1'='1"]) == ["x') or ('1'='1"]
     store.ensure_schema(con)  # not a partitioned run: every processed window (none here)
     assert run_keys([]) == []
+
+
+def _run_check_only(defs, check: dg.AssetCheckKey, window: str) -> dg.AssetCheckEvaluation:
+    """One asset check of the job, alone, for one window (what a re-executed check does in the UI)."""
+    job = defs.resolve_job_def(JOB_NAME).get_subset(asset_selection=set(), asset_check_selection={check})
+    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), partition_key=window)
+    (evaluation,) = result.get_asset_check_evaluations()
+    return evaluation
+
+
+@pytest.mark.parametrize(
+    ("view", "state_table", "keys"),
+    [
+        (store.PROFILES_VIEW, "profiles", ["dinmo_stitched_profile_id"]),
+        (store.VALUES_VIEW, "profile_values", ["dinmo_stitched_profile_id", "identifier_type", "value"]),
+    ],
+)
+def test_current_state_schema_checks_validate_the_current_rows_their_windows_wrote(
+    tmp_path: Path, view: str, state_table: str, keys: list[str]
+):
+    config = make_config(tmp_path / "es.duckdb")
+    defs = build_definitions(config)
+    assert run_windows(defs, SAMPLE_WINDOWS[0], SAMPLE_WINDOWS[-1]).success
+    check = dg.AssetCheckKey(dg.AssetKey(view), f"{view}_schema")
+    on = " and ".join(f"v.{k} = t.{k}" for k in keys)
+    total = len(_read(config, f"select * from {view}"))
+
+    def written_by(window: str) -> pd.DataFrame:  # the published rows whose key the window wrote a version of
+        return _read(
+            config,
+            f"""select v.* from {view} v where exists (select 1 from {store.STATE}.{state_table} t
+                where {on} and t.version_window_key = '{window}')""",
+        )
+
+    for window in (SAMPLE_WINDOWS[2], SAMPLE_WINDOWS[-1]):
+        expected = written_by(window)
+        assert 0 < len(expected) < total
+        evaluation = _run_check_only(defs, check, window)
+        assert evaluation.passed
+        assert evaluation.metadata["rows_validated"].value == len(expected)
+
+    # a broken current row is reported by the check of the window that wrote it, not by another window's
+    only_last = written_by(SAMPLE_WINDOWS[-1]).merge(
+        written_by(SAMPLE_WINDOWS[2])[keys], how="left", indicator=True
+    )
+    row = only_last[only_last["_merge"] == "left_only"].iloc[0]
+    with DuckDBResource(database=str(config.database_path())).get_connection() as con:
+        con.execute(
+            f"update {store.STATE}.live_{state_table} set status = 'bogus' where "
+            + " and ".join(f"{k} = ?" for k in keys),
+            [row[k] for k in keys],
+        )
+    failed = _run_check_only(defs, check, SAMPLE_WINDOWS[-1])
+    assert not failed.passed and "bogus" in failed.metadata["failure_cases"].value
+    assert _run_check_only(defs, check, SAMPLE_WINDOWS[2]).passed

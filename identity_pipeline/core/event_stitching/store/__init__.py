@@ -35,7 +35,8 @@ Modules (each imports only the ones above it):
 * `live_state.py`: versions and live tables, `load_subgraph`, `carry_unloaded_rows`;
 * `diffs.py`: a window's changed rows as versions, applied to the live tables;
 * `conflicts.py`: conflicted values, incrementally (`active_conflicts`);
-* `views.py`: the published views (`publish_views`);
+* `views.py`: the published views (`publish_views`, and the queries of the two the checks filter:
+  `profiles_select`, `identifier_values_select`);
 * `save.py`: `save_window` (one transaction) and `process_window` (load -> engine -> save).
 """
 
@@ -78,7 +79,13 @@ from identity_pipeline.core.event_stitching.store.tables import (
     WindowOrderError,
     ensure_schema,
 )
-from identity_pipeline.core.event_stitching.store.views import publish_views, published_table, window_metrics
+from identity_pipeline.core.event_stitching.store.views import (
+    identifier_values_select,
+    profiles_select,
+    publish_views,
+    published_table,
+    window_metrics,
+)
 from identity_pipeline.core.event_stitching.store.windows import (
     Window,
     check_predecessor,
@@ -116,9 +123,11 @@ __all__ = [
     "config_windows",
     "ensure_live",
     "ensure_schema",
+    "identifier_values_select",
     "load_subgraph",
     "process_window",
     "processed_windows",
+    "profiles_select",
     "publish_views",
     "published_table",
     "read_window_events",

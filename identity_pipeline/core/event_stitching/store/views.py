@@ -38,35 +38,8 @@ def publish_views(con: duckdb.DuckDBPyConnection, config: Any) -> None:
         left join {STATE}.current_redirects r on r.from_id = a.dinmo_stitched_profile_id
         order by a.window_key, a.event_ts, a.model, a.event_id"""
     ).fetchall()
-    con.execute(
-        f"""create or replace view main.{PROFILES_VIEW} as
-        select p.dinmo_stitched_profile_id, p.created_sequence, p.created_at, p.first_seen_at, p.last_seen_at,
-               p.status, p.merged_to_dinmo_stitched_profile_id,
-               coalesce(r.to_id, p.dinmo_stitched_profile_id) as resolved_dinmo_stitched_profile_id,
-               p.is_known, case when p.is_known then 'known' else 'anonymous' end as profile_type,
-               p.event_count
-        from {STATE}.current_profiles p
-        left join {STATE}.current_redirects r on r.from_id = p.dinmo_stitched_profile_id
-        order by p.created_sequence, p.dinmo_stitched_profile_id"""
-    ).fetchall()
-    con.execute(
-        f"""create or replace view main.{VALUES_VIEW} as
-        with as_of as (select max(window_end) as t from {STATE}.windows)
-        select v.dinmo_stitched_profile_id, v.identifier_type, v.value,
-               case when v.status = 'blocked' then 'blocked'
-                    when coalesce(g.quarantined, false) then 'quarantined'
-                    when v.status = 'demoted' then 'demoted'
-                    when lt.lifetime_seconds is not null and as_of.t >
-                         (case when lt.from_last_seen then g.last_seen_at else g.first_seen_at end)
-                         + to_microseconds(cast(lt.lifetime_seconds * 1e6 as BIGINT)) then 'expired'
-                    else v.status end as status,
-               v.first_seen_at, v.last_seen_at, v.event_count
-        from {STATE}.current_profile_values v
-        cross join as_of
-        left join {STATE}.current_value_registry g using (identifier_type, value)
-        left join {_lifetimes_sql(config)} using (identifier_type)
-        order by v.dinmo_stitched_profile_id, v.identifier_type, v.value"""
-    ).fetchall()
+    con.execute(f"create or replace view main.{PROFILES_VIEW} as {profiles_select()}").fetchall()
+    con.execute(f"create or replace view main.{VALUES_VIEW} as {identifier_values_select(config)}").fetchall()
     con.execute(
         f"""create or replace view main.{REDIRECTS_VIEW} as
         select from_id, to_id, to_id as resolved_dinmo_stitched_profile_id, merged_at, evidence_model,
@@ -82,6 +55,44 @@ def publish_views(con: duckdb.DuckDBPyConnection, config: Any) -> None:
         f"""create or replace view main.{METRICS_VIEW} as
         select * from {OUT}.run_metrics order by window_start, breakdown, breakdown_value, metric"""
     ).fetchall()
+
+
+def profiles_select(profiles: str = f"{STATE}.current_profiles") -> str:
+    """The published profiles view's query over `profiles` (any relation with the columns of
+    `current_profiles`): the view reads the whole current state, the schema check only the rows its windows
+    wrote (filtering before the redirects join and the sort, not after)."""
+    return f"""
+        select p.dinmo_stitched_profile_id, p.created_sequence, p.created_at, p.first_seen_at, p.last_seen_at,
+               p.status, p.merged_to_dinmo_stitched_profile_id,
+               coalesce(r.to_id, p.dinmo_stitched_profile_id) as resolved_dinmo_stitched_profile_id,
+               p.is_known, case when p.is_known then 'known' else 'anonymous' end as profile_type,
+               p.event_count
+        from {profiles} p
+        left join {STATE}.current_redirects r on r.from_id = p.dinmo_stitched_profile_id
+        order by p.created_sequence, p.dinmo_stitched_profile_id"""
+
+
+def identifier_values_select(config: Any, profile_values: str = f"{STATE}.current_profile_values") -> str:
+    """The published identifier values view's query over `profile_values` (any relation with the columns of
+    `current_profile_values`). The schema check passes the memberships its windows wrote: filtering them
+    before the registry join and the sort takes ~0.9 s for one window at 10M events, where filtering the
+    view afterwards took ~7.5 s."""
+    return f"""
+        with as_of as (select max(window_end) as t from {STATE}.windows)
+        select v.dinmo_stitched_profile_id, v.identifier_type, v.value,
+               case when v.status = 'blocked' then 'blocked'
+                    when coalesce(g.quarantined, false) then 'quarantined'
+                    when v.status = 'demoted' then 'demoted'
+                    when lt.lifetime_seconds is not null and as_of.t >
+                         (case when lt.from_last_seen then g.last_seen_at else g.first_seen_at end)
+                         + to_microseconds(cast(lt.lifetime_seconds * 1e6 as BIGINT)) then 'expired'
+                    else v.status end as status,
+               v.first_seen_at, v.last_seen_at, v.event_count
+        from {profile_values} v
+        cross join as_of
+        left join {STATE}.current_value_registry g using (identifier_type, value)
+        left join {_lifetimes_sql(config)} using (identifier_type)
+        order by v.dinmo_stitched_profile_id, v.identifier_type, v.value"""
 
 
 def published_table(con: duckdb.DuckDBPyConnection, name: str, window_key: str | None = None) -> pd.DataFrame:
