@@ -110,8 +110,8 @@ def stitch_window(
     them instead of hashing strings; each must name one string (pair), and without them it hashes.
     """
     if use_batched:
-        from identity_pipeline.core.event_stitching.batched import stitch_window_batched
+        from identity_pipeline.core.event_stitching.frames import stitch_frames
 
-        return stitch_window_batched(state, events, observations, config, window_key)
+        return stitch_frames(state, events, observations, config, window_key)
     g, ctx = run_reference(state, events, observations, config, window_key)
     return build_result(g, ctx, observations)

@@ -1,4 +1,5 @@
-"""The batched fast path (`batched/`) gives exactly the reference's WindowResult on every input.
+"""The fast path (`fast_path/`, through `frames.py`) gives exactly the reference's WindowResult on every
+input.
 
 * hypothesis streams of the engine's strategies (small pools: most components are complex),
 * targeted "people" streams (many people with their own values, a few shared values, several windows with
@@ -12,7 +13,6 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pandas.testing as pdt
 import pytest
@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from identity_pipeline.core.event_stitching import engine
-from identity_pipeline.core.event_stitching.batched import stitch_window_batched
+from identity_pipeline.core.event_stitching.frames import stitch_frames
 from identity_pipeline.core.event_stitching.reference import profile_id_for, run_reference
 from identity_pipeline.core.event_stitching.state import GraphState
 from identity_pipeline_tests.event_stitching import helpers, test_rules, test_scenarios, test_seed_examples
@@ -54,66 +54,23 @@ def assert_same(ref: engine.WindowResult, fast: engine.WindowResult) -> None:
 
 def compare_window(state, events, observations, config, window_key) -> engine.WindowResult:
     ref = reference_window(state, events, observations, config, window_key)
-    fast = stitch_window_batched(state, events, observations, config, window_key)
+    fast = stitch_frames(state, events, observations, config, window_key)
     assert_same(ref, fast)
     return fast
 
 
-def _key_of(strings: tuple) -> int:
-    """An injective 64-bit key per string tuple, in no useful order (like the store's hash keys): the
-    tuple's rank of first use times an odd constant, modulo 2^64 (a bijection), as int64."""
-    rank = _KEY_RANKS.setdefault(strings, len(_KEY_RANKS) + 1)
-    return int(np.array(rank * 0x9E3779B97F4A7C15 % 2**64, dtype=np.uint64).view(np.int64))
-
-
-_KEY_RANKS: dict[tuple, int] = {}
-
-
-def _keys(df: pd.DataFrame, *cols: str) -> pd.Series:
-    tuples = zip(*(df[c].astype(object) for c in cols), strict=True)
-    return pd.Series([_key_of((*cols, *t)) for t in tuples], dtype="int64", index=df.index)
-
-
-def with_keys(state: GraphState, events: pd.DataFrame, observations: pd.DataFrame):
-    """The inputs with the integer keys the store adds (`ekey`, `vkey`, `pkey`), computed by `_key_of`."""
-    events, observations = events.copy(), observations.copy()
-    events["ekey"] = _keys(events, "model", "event_id")
-    observations["ekey"] = _keys(observations, "model", "event_id")
-    observations["vkey"] = _keys(observations, "identifier_type", "value")
-    profiles, values, registry = (
-        state.profiles.copy(),
-        state.profile_values.copy(),
-        state.value_registry.copy(),
-    )
-    profiles["pkey"] = _keys(profiles, "dinmo_stitched_profile_id")
-    values["pkey"] = _keys(values, "dinmo_stitched_profile_id")
-    values["vkey"] = _keys(values, "identifier_type", "value")
-    registry["vkey"] = _keys(registry, "identifier_type", "value")
-    keyed = GraphState(
-        profiles=profiles,
-        profile_values=values,
-        value_registry=registry,
-        redirects=state.redirects,
-        next_sequence=state.next_sequence,
-    )
-    return keyed, events, observations
-
-
 def run_both(config, windows: list[list[dict[str, Any]]]) -> int:
     """Run the windows through the reference and the fast path, each with its own state carried, and compare
-    every window; the fast path runs twice, hashing the strings and with the store's integer keys
-    (`with_keys`). Returns the number of events that took the fast path."""
-    s_ref = s_fast = s_keyed = GraphState.empty()
+    every window. Returns the number of events that took the fast path."""
+    s_ref = s_fast = GraphState.empty()
     fast_events = 0
     for i, evs in enumerate(windows):
         events_df, obs = window_inputs(evs, config)
         ref = reference_window(s_ref, events_df, obs, config, f"w{i}")
-        fast = stitch_window_batched(s_fast, events_df, obs, config, f"w{i}")
+        fast = stitch_frames(s_fast, events_df, obs, config, f"w{i}")
         assert_same(ref, fast)
-        keyed = stitch_window_batched(*with_keys(s_keyed, events_df, obs), config, f"w{i}")
-        assert_same(ref, keyed)
         fast_events += int(fast.metrics["events_fast_path"])
-        s_ref, s_fast, s_keyed = ref.state, fast.state, keyed.state
+        s_ref, s_fast = ref.state, fast.state
     return fast_events
 
 
@@ -190,30 +147,6 @@ def test_batched_equals_reference_on_people_streams(stream):
     run_both(config, windows)
 
 
-def test_integer_keys_replace_the_strings_when_every_frame_has_them():
-    # keys that lie (two values, one key) must change the result: proof that the keys are what is matched
-    config = helpers.make_config()
-    w0 = [helpers.ev("e1", 1, cookie_id="c1")]
-    w1 = [helpers.ev("e2", 1440 + 1, cookie_id="c2")]
-    s0 = stitch_window_batched(GraphState.empty(), *window_inputs(w0, config), config, "w0").state
-    state, events_df, obs = with_keys(s0, *window_inputs(w1, config))
-    honest = stitch_window_batched(state, events_df, obs, config, "w1")
-    assert honest.attribution["dinmo_stitched_profile_id"].tolist() == [profile_id_for("web", "e2")]
-    values = state.profile_values.copy()
-    values["vkey"] = obs["vkey"].iloc[0]  # c1's membership now carries c2's key
-    registry = state.value_registry.copy()
-    registry["vkey"] = obs["vkey"].iloc[0]
-    lying = GraphState(state.profiles, values, registry, state.redirects, state.next_sequence)
-    r = stitch_window_batched(lying, events_df, obs, config, "w1")
-    assert r.attribution["dinmo_stitched_profile_id"].tolist() == [profile_id_for("web", "e1")]
-    # one frame without keys: the strings decide again
-    partial = GraphState(
-        state.profiles, values, registry.drop(columns="vkey"), state.redirects, state.next_sequence
-    )
-    r = stitch_window_batched(partial, events_df, obs, config, "w1")
-    assert r.attribution["dinmo_stitched_profile_id"].tolist() == [profile_id_for("web", "e2")]
-
-
 def test_people_like_data_mostly_takes_the_fast_path():
     config = helpers.make_config()
     windows = []
@@ -255,7 +188,7 @@ def test_merge_path_repoints_older_redirects_and_moves_memberships_of_loaded_pro
     s = GraphState.empty()
     for i, evs in enumerate([w0, w1]):
         events_df, obs = window_inputs(evs, config)
-        r = stitch_window_batched(s, events_df, obs, config, f"w{i}")
+        r = stitch_frames(s, events_df, obs, config, f"w{i}")
         s = r.state
     red = dict(zip(s.redirects["from_id"], s.redirects["to_id"], strict=True))
     a, b, c, n = (profile_id_for("web", e) for e in ("a1", "b1", "c1", "new"))

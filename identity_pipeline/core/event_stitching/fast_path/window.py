@@ -1,0 +1,86 @@
+"""`stitch_arrays`: one window through the fast path's steps (see the package docstring)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from identity_pipeline.core.event_stitching.fast_path.complex_path import run_part
+from identity_pipeline.core.event_stitching.fast_path.inputs import NAT, Policy, Subgraph, WindowEvents
+from identity_pipeline.core.event_stitching.fast_path.merge_walk import merge_walk
+from identity_pipeline.core.event_stitching.fast_path.outcome import WindowOutcome
+from identity_pipeline.core.event_stitching.fast_path.outputs import attribution, audits
+from identity_pipeline.core.event_stitching.fast_path.split import split_window
+from identity_pipeline.core.event_stitching.fast_path.updates import assemble, fast_targets
+from identity_pipeline.core.event_stitching.rules.quarantine import release_applies
+
+
+def apply_releases(sub: Subgraph, win: WindowEvents) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Quarantine flags after `released_values` (`reference.apply_releases`), and the released rows."""
+    quar, quar_at = sub.v_quar.copy(), sub.v_quar_at.copy()
+    released: list[int] = []
+    for v, at in win.released:
+        if sub.v_reg[v] and quar[v] and release_applies(None if quar_at[v] == NAT else int(quar_at[v]), at):
+            quar[v], quar_at[v] = False, NAT
+            released.append(v)
+    return quar, quar_at, released
+
+
+def _collides(sub: Subgraph, keys: np.ndarray) -> bool:
+    """A profile an event would create has the id of a loaded profile or of another event's (the reference
+    then derives another id from its sequence number): only the reference reproduces that."""
+    if len(np.unique(keys)) < len(keys):
+        return True
+    return bool(len(keys) and sub.nP and np.isin(keys, sub.p_key).any())
+
+
+def stitch_arrays(sub: Subgraph, win: WindowEvents, pol: Policy, window_key: str) -> WindowOutcome:
+    """The reference's decisions for this window, computed by components.
+
+    Falls back to the reference for the whole window when a created id would collide (see `_collides`)."""
+    v_quar, v_quar_at, released = apply_releases(sub, win)
+    s = split_window(sub, win, pol, v_quar)
+    candidates = np.flatnonzero((s.creator & s.ev_fast) | s.ev_hard)
+    fallback = _collides(sub, win.e_key[candidates])
+    if fallback:
+        s.ev_simple[:] = False
+        s.ev_merge[:] = False
+        s.ev_hard[:] = True
+        s.complex_c[:] = True
+        s.hard_c[:] = True
+    mg = None if fallback else merge_walk(sub, win, pol, s)
+    cx = None
+    if s.ev_hard.any():
+        if fallback:
+            events, profiles = np.arange(win.nE), np.arange(sub.nP)
+        else:
+            events = np.flatnonzero(s.ev_hard)
+            hard_p = np.unique(sub.m_p[s.m_link & s.hard_c[s.c_v[sub.m_v]]])
+            profiles = hard_p
+        cx = run_part(sub, win, pol, v_quar, v_quar_at, events, profiles, window_key)
+    tg = fast_targets(sub, s, mg)
+    asm = assemble(sub, win, pol, s, tg, mg, cx, v_quar, v_quar_at)
+    a = attribution(sub, win, s, tg, cx, asm)
+    au = audits(win, s, mg, cx, asm, released)
+    n_merged = (len(mg.parent) if mg is not None else 0) + (cx.merged if cx is not None else 0)
+    return WindowOutcome(
+        state=asm.state,
+        m_alive=asm.m_alive,
+        a_status=a[0],
+        a_reason=a[1],
+        a_profile=a[2],
+        a_type=a[3],
+        a_value=a[4],
+        au_e=au[0],
+        au_kind=au[1],
+        au_v=au[2],
+        au_p=au[3],
+        au_other=au[4],
+        au_detail=au[5],
+        r_from=asm.seq_of_ref[asm.r_from],
+        r_to=asm.seq_of_ref[asm.r_to],
+        r_at=asm.r_at,
+        r_e=asm.r_e,
+        profiles_created=len(asm.created_events),
+        profiles_merged=n_merged,
+        events_fast_path=0 if fallback else int(s.ev_fast.sum() + (~s.ev_usable).sum()),
+    )
