@@ -27,6 +27,7 @@ from identity_pipeline.core.event_stitching.fast_path import (
     stitch_arrays,
 )
 from identity_pipeline.core.event_stitching.fast_path.outcome import AUDIT_KINDS, REASON, STATUS
+from identity_pipeline.core.event_stitching.fast_path.updates import apply_changes
 from identity_pipeline.core.event_stitching.metrics import window_metrics
 from identity_pipeline.core.event_stitching.reference import profile_id_for
 from identity_pipeline.core.event_stitching.state import (
@@ -226,7 +227,7 @@ def code_window(
 
 
 def decode_state(c: Coded, out: WindowOutcome, redirects: pd.DataFrame, window_key: str) -> GraphState:
-    st = out.state
+    st, alive = apply_changes(c.sub, out.changes)
     id_of_seq = dict(c.id_of_seq)
     for s_, k in zip(st.p_seq[c.sub.nP :].tolist(), st.p_key[c.sub.nP :].tolist(), strict=True):
         id_of_seq[int(s_)] = profile_id(k)
@@ -258,7 +259,6 @@ def decode_state(c: Coded, out: WindowOutcome, redirects: pd.DataFrame, window_k
     red["merged_at"] = red["merged_at"].astype("datetime64[us]")
     for col in ("from_id", "to_id", "evidence_model", "evidence_event_id", "window_key"):
         red[col] = red[col].astype(object)
-    alive = out.m_alive
     mv = st.m_v[alive]
     profiles = pd.DataFrame(
         {
@@ -308,8 +308,7 @@ def decode_outputs(c: Coded, out: WindowOutcome, window_key: str) -> tuple[pd.Da
     from identity_pipeline.core.event_stitching.engine import ATTRIBUTION_COLUMNS, AUDIT_COLUMNS
 
     id_of_seq = dict(c.id_of_seq)
-    st = out.state
-    for s_, k in zip(st.p_seq[c.sub.nP :].tolist(), st.p_key[c.sub.nP :].tolist(), strict=True):
+    for s_, k in zip(out.changes.new_seq.tolist(), out.changes.new_key.tolist(), strict=True):
         id_of_seq[int(s_)] = profile_id(k)
 
     def pids(seqs: np.ndarray) -> np.ndarray:

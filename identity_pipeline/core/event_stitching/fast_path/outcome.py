@@ -10,8 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from identity_pipeline.core.event_stitching.fast_path.inputs import Subgraph
-
 # attribution status / reason codes
 STITCHED, EXCLUDED = 0, 1
 STATUS = ("stitched", "excluded")
@@ -35,16 +33,55 @@ RELEASE_DETAIL = "released in config (released_values)"
 
 
 @dataclass
+class StateChanges:
+    """The subgraph's rows the window writes. Registry rows exist afterwards; profile and membership rows of
+    the subgraph are changed in place (`prof_rows`, `mem_rows`) or removed (`mem_dead`: moved to a merge
+    survivor and combined there, or replaced by the reference's rows); new rows are listed apart. Profiles are
+    named by `created_sequence` (seq)."""
+
+    reg_rows: np.ndarray
+    reg_first: np.ndarray
+    reg_last: np.ndarray
+    reg_count: np.ndarray
+    reg_quar: np.ndarray
+    reg_quar_at: np.ndarray
+    prof_rows: np.ndarray
+    prof_first: np.ndarray
+    prof_last: np.ndarray
+    prof_status: np.ndarray
+    prof_merged_to: np.ndarray
+    prof_count: np.ndarray
+    prof_known: np.ndarray
+    new_seq: np.ndarray
+    new_key: np.ndarray
+    new_created: np.ndarray
+    new_first: np.ndarray
+    new_last: np.ndarray
+    new_status: np.ndarray
+    new_merged_to: np.ndarray
+    new_count: np.ndarray
+    new_known: np.ndarray
+    mem_rows: np.ndarray
+    mem_seq: np.ndarray
+    mem_status: np.ndarray
+    mem_first: np.ndarray
+    mem_last: np.ndarray
+    mem_count: np.ndarray
+    mem_dead: np.ndarray
+    add_seq: np.ndarray
+    add_v: np.ndarray
+    add_status: np.ndarray
+    add_first: np.ndarray
+    add_last: np.ndarray
+    add_count: np.ndarray
+    next_seq: int
+
+
+@dataclass
 class WindowOutcome:
-    """The subgraph after the window and the window's output rows.
+    """What the window changes in the subgraph (`changes`, row by row) and the window's output rows."""
 
-    `state` keeps the input's value rows (same `v`), its profile rows first then the created ones, its
-    membership rows first (`m_alive` False for those that no longer exist: moved to a merge survivor and
-    combined there) then the new ones.
-    """
-
-    state: Subgraph
-    m_alive: np.ndarray
+    changes: StateChanges
     # attribution, one row per event (position e)
     a_status: np.ndarray  # int8 STITCHED / EXCLUDED
     a_reason: np.ndarray  # int8 REASON index

@@ -53,12 +53,14 @@ class Split:
     v_usable: np.ndarray
     v_held: np.ndarray  # usable value held by a loaded membership
     m_link: np.ndarray  # membership of a usable value (links its profile into the component)
+    first_e: np.ndarray  # per value: its first event in the window (BIG when not usable)
+    last_e: np.ndarray  # per value: its last event (-1)
     known_before: np.ndarray  # per usable edge: value held, or seen by an earlier event of the window
     creator: np.ndarray  # per event: none of its usable values known before it
     # components
     n_comp: int
     c_ev: np.ndarray
-    c_v: np.ndarray
+    c_v: np.ndarray  # -1 for values that are not usable
     c_p: np.ndarray
     comp_P: np.ndarray  # per component: the loaded profile it reaches (-1; meaningful when it reaches one)
     complex_c: np.ndarray
@@ -86,40 +88,51 @@ def walk_keys(sub: Subgraph, win: WindowEvents, rows: np.ndarray) -> np.ndarray:
     return (sub.v_type[win.o_v[rows]] << TIE_BITS) | tie
 
 
-def _components(sub: Subgraph, nE: int, u_e, u_v, m_link) -> tuple[int, np.ndarray]:
-    nV, nP = sub.nV, sub.nP
-    rows = np.concatenate([u_e, nE + sub.m_v[m_link]])
-    cols = np.concatenate([nE + u_v, nE + nV + sub.m_p[m_link]])
-    n = nE + nV + nP
+def present(idx: np.ndarray, n: int) -> np.ndarray:
+    """Boolean mask of the distinct integers in `idx` (all in [0, n)): a bounded `np.unique` without sorting
+    or hashing."""
+    mask = np.zeros(n, dtype=bool)
+    mask[idx] = True
+    return mask
+
+
+def _components(
+    sub: Subgraph, nE: int, u_e: np.ndarray, first_e: np.ndarray, u_v: np.ndarray, m_link: np.ndarray
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """Connected components over events and loaded profiles (component of each event, of each profile).
+
+    A value joins every event observing it and every profile holding it; linking each of those to the value's
+    first event gives the same components on a graph without value nodes (less than half the size)."""
+    nP = sub.nP
+    later = u_e != first_e[u_v]
+    rows = np.concatenate([u_e[later], first_e[sub.m_v[m_link]]])
+    cols = np.concatenate([first_e[u_v[later]], nE + sub.m_p[m_link]])
+    n = nE + nP
     graph = sp.csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
-    return connected_components(graph, directed=True, connection="weak")
+    n_comp, labels = connected_components(graph, directed=True, connection="weak")
+    return n_comp, labels[:nE], labels[nE:]
 
 
-def _expiring(sub: Subgraph, pol: Policy, win: WindowEvents, u_e, u_v, v_usable) -> np.ndarray:
+def _expiring(
+    sub: Subgraph, pol: Policy, win: WindowEvents, u_e, u_v, v_usable, first_e, last_e
+) -> np.ndarray:
     """Usable values that expire inside the window (first_seen: the last observation is past first +
     lifetime; last_seen: a gap between consecutive observations, or since the registry's last sighting,
     longer than the lifetime)."""
-    nV = sub.nV
-    bad = np.zeros(nV, dtype=bool)
+    bad = np.zeros(sub.nV, dtype=bool)
     lifetime = pol.lifetime_us[sub.v_type]
     limited = v_usable & (lifetime != NO_LIMIT)
     if not limited.any():
         return bad
-    sel = limited[u_v]
-    ev, vv = u_e[sel], u_v[sel]
-    ts = win.e_ts[ev]
-    last_mode = pol.from_last_seen[sub.v_type[vv]]
-    if (~last_mode).any():
-        v1, t1 = vv[~last_mode], ts[~last_mode]
-        lo = np.full(nV, BIG, dtype=np.int64)
-        hi = np.full(nV, NAT, dtype=np.int64)
-        np.minimum.at(lo, v1, t1)
-        np.maximum.at(hi, v1, t1)
-        ref = np.where(sub.v_reg & (sub.v_first != NAT), np.minimum(sub.v_first, lo), lo)
-        cand = np.unique(v1)
-        bad[cand[hi[cand] > ref[cand] + lifetime[cand]]] = True
-    if last_mode.any():
-        v2, t2 = vv[last_mode], ts[last_mode]
+    last_mode = pol.from_last_seen[sub.v_type]
+    fs = np.flatnonzero(limited & ~last_mode)
+    if len(fs):
+        lo, hi = win.e_ts[first_e[fs]], win.e_ts[last_e[fs]]
+        ref = np.where(sub.v_reg[fs] & (sub.v_first[fs] != NAT), np.minimum(sub.v_first[fs], lo), lo)
+        bad[fs[hi > ref + lifetime[fs]]] = True
+    sel = (limited & last_mode)[u_v]
+    if sel.any():
+        v2, t2 = u_v[sel], win.e_ts[u_e[sel]]
         o = np.lexsort((t2, v2))
         v2, t2 = v2[o], t2[o]
         first = np.ones(len(v2), dtype=bool)
@@ -143,17 +156,21 @@ def split_window(sub: Subgraph, win: WindowEvents, pol: Policy, v_quar: np.ndarr
     u_row = np.flatnonzero(~o_b & ~quar)
     u_e, u_v = win.o_e[u_row], o_v[u_row]
     u_key = walk_keys(sub, win, u_row)
-    v_usable = np.zeros(nV, dtype=bool)
-    v_usable[u_v] = True
+    v_usable = present(u_v, nV)
     m_link = v_usable[sub.m_v]
+    first_e = np.full(nV, BIG, dtype=np.int64)
+    np.minimum.at(first_e, u_v, u_e)
+    last_e = np.full(nV, -1, dtype=np.int64)
+    np.maximum.at(last_e, u_v, u_e)
 
-    n_comp, labels = _components(sub, nE, u_e, u_v, m_link)
-    c_ev, c_v, c_p = labels[:nE], labels[nE : nE + nV], labels[nE + nV :]
+    n_comp, c_ev, c_p = _components(sub, nE, u_e, first_e, u_v, m_link)
+    c_v = np.full(nV, -1, dtype=np.int64)
+    c_v[v_usable] = c_ev[first_e[v_usable]]
     complex_c = np.zeros(n_comp, dtype=bool)
     hard_c = np.zeros(n_comp, dtype=bool)
 
     # profiles reached
-    linked_p = np.unique(sub.m_p[m_link])
+    linked_p = np.flatnonzero(present(sub.m_p[m_link], nP))
     n_prof = np.bincount(c_p[linked_p], minlength=n_comp)
     complex_c |= n_prof > 1
     hard_c[c_p[linked_p[sub.p_status[linked_p] != PROFILE_ACTIVE]]] = True
@@ -165,17 +182,13 @@ def split_window(sub: Subgraph, win: WindowEvents, pol: Policy, v_quar: np.ndarr
     v_held = holders > 0
     bad_v = v_usable & ((holders > 1) | (sub.v_reg != v_held))
     bad_v[sub.m_v[m_link & (sub.m_status != ACTIVE)]] = True
-    bad_v |= _expiring(sub, pol, win, u_e, u_v, v_usable)
+    bad_v |= _expiring(sub, pol, win, u_e, u_v, v_usable, first_e, last_e)
     hard_c[c_v[bad_v]] = True
 
     # creators: events none of whose values is known before them
-    first_e = np.full(nV, BIG, dtype=np.int64)
-    np.minimum.at(first_e, u_v, u_e)
     known_before = v_held[u_v] | (first_e[u_v] < u_e)
-    ev_usable = np.zeros(nE, dtype=bool)
-    ev_usable[u_e] = True
-    has_known = np.zeros(nE, dtype=bool)
-    has_known[u_e[known_before]] = True
+    ev_usable = present(u_e, nE)
+    has_known = present(u_e[known_before], nE)
     creator = ev_usable & ~has_known
     n_creators = np.bincount(c_ev[creator], minlength=n_comp)
     has_p = comp_P >= 0
@@ -184,29 +197,25 @@ def split_window(sub: Subgraph, win: WindowEvents, pol: Policy, v_quar: np.ndarr
     # per-profile limits: the reached profiles' active values of the type plus the component's new ones
     limited_types = np.flatnonzero(pol.unique_limit != NO_LIMIT)
     if len(limited_types):
-        p_linked = np.zeros(nP, dtype=bool)
-        p_linked[linked_p] = True
+        p_linked = present(linked_p, nP)
         uv = np.flatnonzero(v_usable)
-        outside = (
-            ~v_usable[sub.m_v]
-            & (sub.m_status == ACTIVE)
-            & p_linked[sub.m_p]
-            & np.isin(sub.v_type[sub.m_v], limited_types)
-        )
+        uv_t = sub.v_type[uv]
+        m_t = sub.v_type[sub.m_v]
+        outside = ~v_usable[sub.m_v] & (sub.m_status == ACTIVE) & p_linked[sub.m_p]
+        outside &= present(limited_types, pol.n_types)[m_t]
+        om, om_t = np.flatnonzero(outside), m_t[outside]
         for t in limited_types.tolist():
-            n_t = np.bincount(c_v[uv[sub.v_type[uv] == t]], minlength=n_comp)
-            sel = outside & (sub.v_type[sub.m_v] == t)
-            if sel.any():
+            n_t = np.bincount(c_v[uv[uv_t == t]], minlength=n_comp)
+            sel = om[om_t == t]
+            if len(sel):
                 n_t += np.bincount(c_p[sub.m_p[sel]], minlength=n_comp)
             hard_c |= n_t > pol.unique_limit[t]
 
     # blocked values held other than as blocked evidence (attaching would change that membership)
     if len(b_rows):
         b_v = o_v[b_rows]
-        v_is_b = np.zeros(nV, dtype=bool)
-        v_is_b[b_v] = True
-        held_otherwise = np.zeros(nV, dtype=bool)
-        held_otherwise[sub.m_v[v_is_b[sub.m_v] & (sub.m_status != BLOCKED)]] = True
+        v_is_b = present(b_v, nV)
+        held_otherwise = present(sub.m_v[v_is_b[sub.m_v] & (sub.m_status != BLOCKED)], nV)
         b_e = win.o_e[b_rows][held_otherwise[b_v]]
         b_e = b_e[ev_usable[b_e]]
         hard_c[c_ev[b_e]] = True
@@ -223,6 +232,8 @@ def split_window(sub: Subgraph, win: WindowEvents, pol: Policy, v_quar: np.ndarr
         v_usable=v_usable,
         v_held=v_held,
         m_link=m_link,
+        first_e=first_e,
+        last_e=last_e,
         known_before=known_before,
         creator=creator,
         n_comp=n_comp,

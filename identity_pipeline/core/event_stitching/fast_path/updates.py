@@ -1,4 +1,4 @@
-"""Fast path, last step: the subgraph after the window.
+"""Fast path, last step: what the window changes in the subgraph, as row-level changes.
 
 SIMPLE and MERGE events attach all their usable values to their component's final profile: per value the
 window's count, first and last sighting go to the registry and to the value's membership (created when no
@@ -8,8 +8,9 @@ memberships move to the survivor (rows meeting on one value combine as `referenc
 them). The rows the HARD components' reference run took over are replaced by its results. Created profiles get
 `created_sequence` in the order of their creating events, across all paths.
 
-Profiles are addressed by reference until the end: a loaded row `p`, or `nP + e` for the one event `e`
-created.
+Only the rows that change are computed and returned (`StateChanges`): a window touches a small part of the
+subgraph's arrays, and copying whole arrays costs more than the work itself. Profiles are addressed by
+reference until the end: a loaded row `p`, or `nP + e` for the one event `e` created.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from identity_pipeline.core.event_stitching.fast_path.inputs import (
     WindowEvents,
 )
 from identity_pipeline.core.event_stitching.fast_path.merge_walk import MergeWalk
-from identity_pipeline.core.event_stitching.fast_path.split import Split
+from identity_pipeline.core.event_stitching.fast_path.outcome import StateChanges
+from identity_pipeline.core.event_stitching.fast_path.split import Split, present
 
 
 @dataclass
@@ -47,9 +49,8 @@ class Targets:
 def fast_targets(sub: Subgraph, s: Split, mg: MergeWalk | None) -> Targets:
     nP, nE = sub.nP, len(s.ev_usable)
     comp_ref = np.full(s.n_comp, -1, dtype=np.int64)
-    simple_c = ~s.complex_c
-    has_p = s.comp_P >= 0
-    comp_ref[simple_c & has_p] = s.comp_P[simple_c & has_p]
+    simple_p = ~s.complex_c & (s.comp_P >= 0)
+    comp_ref[simple_p] = s.comp_P[simple_p]
     creators = np.flatnonzero(s.creator & s.ev_simple)
     comp_ref[s.c_ev[creators]] = nP + creators
     ev_ref = np.full(nE, -1, dtype=np.int64)
@@ -59,24 +60,21 @@ def fast_targets(sub: Subgraph, s: Split, mg: MergeWalk | None) -> Targets:
         comp_ref[s.c_ev[mg.ev]] = mg.final(mg.ev_group)
         ev_ref[mg.ev] = mg.ev_group
     # deciding value: the first value in walk order that was known before the event (the creator's first)
-    fast_edge = s.ev_fast[s.u_e]
-    eligible = fast_edge & (s.known_before | s.creator[s.u_e])
+    eligible = s.ev_fast[s.u_e] & (s.known_before | s.creator[s.u_e])
     idx = np.flatnonzero(eligible)
-    o = np.lexsort((s.u_key[idx], s.u_e[idx]))
-    idx = idx[o]
-    first = np.ones(len(idx), dtype=bool)
-    first[1:] = s.u_e[idx][1:] != s.u_e[idx][:-1]
+    ue, key = s.u_e[idx], s.u_key[idx]
+    best = np.full(nE, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(best, ue, key)
+    is_best = key == best[ue]
     ev_dec = np.full(nE, -1, dtype=np.int64)
-    ev_dec[s.u_e[idx[first]]] = s.u_v[idx[first]]
+    ev_dec[ue[is_best]] = s.u_v[idx[is_best]]
     return Targets(comp_ref=comp_ref, ev_ref=ev_ref, ev_dec=ev_dec, creators=creators)
 
 
 @dataclass
 class Assembled:
-    state: Subgraph
-    m_alive: np.ndarray
+    changes: StateChanges
     seq_of_ref: np.ndarray  # profile reference -> seq (refs < nP + nE)
-    row_of_ref: np.ndarray  # profile reference -> row of `state`'s profiles (-1)
     created_events: np.ndarray  # sorted
     r_from: np.ndarray  # redirects (refs)
     r_to: np.ndarray
@@ -84,48 +82,57 @@ class Assembled:
     r_e: np.ndarray
 
 
-def _group_min_max(keys: np.ndarray, ts: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    cnt = np.bincount(keys, minlength=n)
-    lo = np.full(n, BIG, dtype=np.int64)
-    hi = np.full(n, NAT, dtype=np.int64)
-    np.minimum.at(lo, keys, ts)
-    np.maximum.at(hi, keys, ts)
-    return cnt, lo, hi
+def _cat(parts: list[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
 
 
-def _combine_meeting(refs, nV, m_ref, m_v, m_status, m_first, m_last, m_count, alive) -> None:
-    """Alive rows of these profiles meeting on one value become one (in place): the first row keeps the
-    highest-ranked status, the earliest first and latest last sighting and the summed counts."""
-    on = np.flatnonzero(alive & np.isin(m_ref, refs))
-    pair = m_ref[on] * nV + m_v[on]
+class _Rows:
+    """Column parts gathered from several sources, concatenated once."""
+
+    def __init__(self, *names: str) -> None:
+        self.parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
+
+    def add(self, **cols) -> None:
+        n = max((np.size(v) for v in cols.values() if np.ndim(v)), default=0)
+        for k, v in cols.items():
+            self.parts[k].append(np.broadcast_to(np.asarray(v), (n,)) if np.ndim(v) == 0 else np.asarray(v))
+
+    def col(self, name: str, dtype) -> np.ndarray:
+        return _cat(self.parts[name], dtype)
+
+
+def _combine(ref, v, status, first, last, count, nV) -> np.ndarray:
+    """Rows meeting on one (profile, value) become one, in place: the first row of each group (a loaded row
+    when there is one: they come first) keeps the highest-ranked status, the earliest first and latest last
+    sighting and the summed counts. Returns the mask of rows that remain."""
+    keep = np.ones(len(ref), dtype=bool)
+    if len(ref) < 2:
+        return keep
+    pair = ref * nV + v
     o = np.argsort(pair, kind="stable")
-    rows, pr = on[o], pair[o]
+    pr = pair[o]
     start = np.ones(len(pr), dtype=bool)
     start[1:] = pr[1:] != pr[:-1]
+    if start.all():
+        return keep
     gid = np.cumsum(start) - 1
-    sizes = np.bincount(gid) if len(gid) else np.zeros(0, np.int64)
-    if not (sizes > 1).any():
-        return
+    sizes = np.bincount(gid)
     dup = sizes[gid] > 1
-    d_rows, d_gid = rows[dup], gid[dup]
-    groups = np.flatnonzero(sizes > 1)
-    keep = rows[start][groups]
+    rows, d_gid = o[dup], gid[dup]
     n = len(sizes)
     st = np.full(n, BLOCKED, dtype=np.int64)
-    np.minimum.at(st, d_gid, m_status[d_rows].astype(np.int64))
+    np.minimum.at(st, d_gid, status[rows].astype(np.int64))
     fs = np.full(n, BIG, dtype=np.int64)
-    np.minimum.at(fs, d_gid, m_first[d_rows])
+    np.minimum.at(fs, d_gid, first[rows])
     ls = np.full(n, NAT, dtype=np.int64)
-    np.maximum.at(ls, d_gid, m_last[d_rows])
-    cn = np.bincount(d_gid, weights=m_count[d_rows], minlength=n).astype(np.int64)
-    m_status[keep], m_first[keep], m_last[keep], m_count[keep] = (
-        st[groups],
-        fs[groups],
-        ls[groups],
-        cn[groups],
-    )
-    alive[d_rows] = False
-    alive[keep] = True
+    np.maximum.at(ls, d_gid, last[rows])
+    cn = np.bincount(d_gid, weights=count[rows], minlength=n).astype(np.int64)
+    groups = np.flatnonzero(sizes > 1)
+    head = o[start][groups]
+    status[head], first[head], last[head], count[head] = st[groups], fs[groups], ls[groups], cn[groups]
+    keep[rows] = False
+    keep[head] = True
+    return keep
 
 
 def assemble(
@@ -138,255 +145,351 @@ def assemble(
     cx: ReferencePart | None,
     v_quar: np.ndarray,
     v_quar_at: np.ndarray,
+    released: list[int],
 ) -> Assembled:
     nP, nE, nV = sub.nP, win.nE, sub.nV
     e_ts = win.e_ts
-    fast_edge = s.ev_fast[s.u_e]
-    fe, fv = s.u_e[fast_edge], s.u_v[fast_edge]
-    n_v, lo_v, hi_v = _group_min_max(fv, e_ts[fe], nV)
-    touched = np.flatnonzero(n_v > 0)
 
-    # ---- registry ---------------------------------------------------------------------------------------
-    v_reg, v_first, v_last, v_count = (
-        sub.v_reg.copy(),
-        sub.v_first.copy(),
-        sub.v_last.copy(),
-        sub.v_count.copy(),
+    # ---- values of fast components (all their events are fast): sightings, first and last ----------------
+    uv = np.flatnonzero(s.v_usable)
+    touched = uv[~s.hard_c[s.c_v[uv]]]
+    n_t = np.bincount(s.u_v, minlength=nV)[touched]
+    lo_t, hi_t = e_ts[s.first_e[touched]], e_ts[s.last_e[touched]]
+
+    # ---- registry ----------------------------------------------------------------------------------------
+    reg = _Rows("rows", "first", "last", "count", "quar", "quar_at")
+    if released:
+        r = np.asarray(released, dtype=np.int64)
+        r = r[~present(touched, nV)[r]]
+        if cx is not None:
+            r = r[~present(cx.values, nV)[r]]
+        reg.add(
+            rows=r, first=sub.v_first[r], last=sub.v_last[r], count=sub.v_count[r], quar=False, quar_at=NAT
+        )
+    had = sub.v_reg[touched]
+    reg.add(
+        rows=touched,
+        first=np.where(had, np.minimum(sub.v_first[touched], lo_t), lo_t),
+        last=np.where(had, np.maximum(sub.v_last[touched], hi_t), hi_t),
+        count=np.where(had, sub.v_count[touched], 0) + n_t,
+        quar=had & v_quar[touched],
+        quar_at=np.where(had, v_quar_at[touched], NAT),
     )
-    v_quar, v_quar_at = v_quar.copy(), v_quar_at.copy()
-    old = touched[v_reg[touched]]
-    new = touched[~v_reg[touched]]
-    v_first[old] = np.minimum(v_first[old], lo_v[old])
-    v_last[old] = np.maximum(v_last[old], hi_v[old])
-    v_count[old] += n_v[old]
-    v_reg[new] = True
-    v_first[new], v_last[new], v_count[new] = lo_v[new], hi_v[new], n_v[new]
-    v_quar[new], v_quar_at[new] = False, NAT
     if cx is not None and len(cx.values):
-        r = cx.values
-        v_reg[r], v_first[r], v_last[r], v_count[r] = cx.v_reg, cx.v_first, cx.v_last, cx.v_count
-        v_quar[r], v_quar_at[r] = cx.v_quar, cx.v_quar_at
+        ok = cx.v_reg
+        reg.add(
+            rows=cx.values[ok],
+            first=cx.v_first[ok],
+            last=cx.v_last[ok],
+            count=cx.v_count[ok],
+            quar=cx.v_quar[ok],
+            quar_at=cx.v_quar_at[ok],
+        )
 
-    # ---- profiles: per component aggregates of the fast events ----------------------------------------
+    # ---- profiles: per component aggregates of the fast events ---------------------------------------------
     fast_e = np.flatnonzero(s.ev_fast)
-    c_n, c_lo, c_hi = _group_min_max(s.c_ev[fast_e], e_ts[fast_e], s.n_comp)
-    c_anchor = np.zeros(s.n_comp, dtype=bool)
-    c_anchor[s.c_v[touched[pol.anchor[sub.v_type[touched]]]]] = True
-    act_anchor = (sub.m_status == ACTIVE) & pol.anchor[sub.v_type[sub.m_v]]
-    p_anchor = np.zeros(nP, dtype=bool)
-    p_anchor[sub.m_p[act_anchor]] = True
+    fc = s.c_ev[fast_e]
+    c_n = np.bincount(fc, minlength=s.n_comp)
+    c_lo = np.full(s.n_comp, BIG, dtype=np.int64)
+    c_hi = np.full(s.n_comp, NAT, dtype=np.int64)
+    np.minimum.at(c_lo, fc, e_ts[fast_e])
+    np.maximum.at(c_hi, fc, e_ts[fast_e])
+    c_anchor = present(s.c_v[touched[pol.anchor[sub.v_type[touched]]]], s.n_comp)
 
-    p_first, p_last, p_count = sub.p_first.copy(), sub.p_last.copy(), sub.p_count.copy()
-    p_status, p_known = sub.p_status.copy(), sub.p_known.copy()
-    p_merged_ref = np.full(nP, -1, dtype=np.int64)  # merged_to as a reference (loaded: its seq below)
-    hp_c = np.flatnonzero(~s.complex_c & (s.comp_P >= 0) & (c_n > 0))
-    up = s.comp_P[hp_c]
-    p_first[up] = np.minimum(p_first[up], c_lo[hp_c])
-    p_last[up] = np.maximum(p_last[up], c_hi[hp_c])
-    p_count[up] += c_n[hp_c]
-    p_known[up] = p_anchor[up] | c_anchor[hp_c]
-
-    # created profiles, by reference
-    new_refs: list[np.ndarray] = []
-    new_cols: dict[str, list[np.ndarray]] = {
-        k: [] for k in ("key", "created", "first", "last", "status", "merged", "count", "known")
-    }
-
-    def add_created(refs, key, created, first, last, status, merged, count, known) -> None:
-        new_refs.append(np.asarray(refs, dtype=np.int64))
-        for k, v in zip(new_cols, (key, created, first, last, status, merged, count, known), strict=True):
-            new_cols[k].append(np.asarray(v))
-
+    prof = _Rows("rows", "first", "last", "status", "merged_ref", "count", "known")
+    hp_c = np.flatnonzero(~s.complex_c & (s.comp_P >= 0))
+    if len(hp_c):
+        up = s.comp_P[hp_c]
+        act_anchor = (sub.m_status == ACTIVE) & pol.anchor[sub.v_type[sub.m_v]]
+        p_anchor = present(sub.m_p[act_anchor], nP)[up]
+        prof.add(
+            rows=up,
+            first=np.minimum(sub.p_first[up], c_lo[hp_c]),
+            last=np.maximum(sub.p_last[up], c_hi[hp_c]),
+            status=sub.p_status[up],
+            merged_ref=-1,
+            count=sub.p_count[up] + c_n[hp_c],
+            known=p_anchor | c_anchor[hp_c],
+        )
+    new = _Rows("ref", "key", "created", "first", "last", "status", "merged_ref", "count", "known")
     cr = tg.creators
     cr_c = s.c_ev[cr]
-    add_created(
-        nP + cr,
-        win.e_key[cr],
-        e_ts[cr],
-        c_lo[cr_c],
-        c_hi[cr_c],
-        np.full(len(cr), PROFILE_ACTIVE, np.int8),
-        np.full(len(cr), -1, np.int64),
-        c_n[cr_c],
-        c_anchor[cr_c],
+    new.add(
+        ref=nP + cr,
+        key=win.e_key[cr],
+        created=e_ts[cr],
+        first=c_lo[cr_c],
+        last=c_hi[cr_c],
+        status=PROFILE_ACTIVE,
+        merged_ref=-1,
+        count=c_n[cr_c],
+        known=c_anchor[cr_c],
     )
-    r_parts: list[tuple[np.ndarray, ...]] = []
+    redirect = _Rows("from", "to", "at", "e")
     if mg is not None:
-        for g, (cnt, fst, lst, kn) in mg.stats.items():
-            if g < nP:
-                p_count[g], p_first[g], p_last[g], p_known[g] = cnt, fst, lst, kn
-                if g in mg.parent:
-                    p_status[g] = PROFILE_MERGED
-                    p_merged_ref[g] = mg.root[g]
-        ng = mg.new_groups
-        if len(ng):
-            st = np.array([mg.stats[g] for g in ng.tolist()], dtype=np.int64).reshape(-1, 4)
-            merged = np.array([g in mg.parent for g in ng.tolist()], dtype=bool)
-            add_created(
-                ng,
-                win.e_key[ng - nP],
-                e_ts[ng - nP],
-                st[:, 1],
-                st[:, 2],
-                np.where(merged, PROFILE_MERGED, PROFILE_ACTIVE).astype(np.int8),
-                np.where(merged, mg.final(ng), -1),
-                st[:, 0],
-                st[:, 3].astype(bool),
-            )
-        if len(mg.m_e):
-            r_parts.append((mg.m_lost, mg.final(mg.m_lost), e_ts[mg.m_e], mg.m_e))
-    if cx is not None:
-        loaded = cx.p_ref < nP
-        lr = cx.p_ref[loaded]
-        p_first[lr], p_last[lr], p_count[lr] = cx.p_first[loaded], cx.p_last[loaded], cx.p_count[loaded]
-        p_status[lr], p_known[lr], p_merged_ref[lr] = (
-            cx.p_status[loaded],
-            cx.p_known[loaded],
-            cx.p_merged_to[loaded],
+        merged_ref = np.where(mg.merged, mg.root, -1)
+        status = np.where(mg.merged, PROFILE_MERGED, PROFILE_ACTIVE).astype(np.int8)
+        loaded = mg.groups < nP
+        lg = mg.groups[loaded]
+        prof.add(
+            rows=lg,
+            first=mg.first[loaded],
+            last=mg.last[loaded],
+            status=status[loaded],
+            merged_ref=merged_ref[loaded],
+            count=mg.count[loaded],
+            known=mg.known[loaded],
         )
-        c = ~loaded
-        add_created(
-            cx.p_ref[c],
-            cx.p_key[c],
-            cx.p_created[c],
-            cx.p_first[c],
-            cx.p_last[c],
-            cx.p_status[c],
-            cx.p_merged_to[c],
-            cx.p_count[c],
-            cx.p_known[c],
+        cg = mg.groups[~loaded]
+        new.add(
+            ref=cg,
+            key=win.e_key[cg - nP],
+            created=e_ts[cg - nP],
+            first=mg.first[~loaded],
+            last=mg.last[~loaded],
+            status=status[~loaded],
+            merged_ref=merged_ref[~loaded],
+            count=mg.count[~loaded],
+            known=mg.known[~loaded],
+        )
+        if len(mg.m_e):
+            redirect.add(**{"from": mg.m_lost, "to": mg.final(mg.m_lost), "at": e_ts[mg.m_e], "e": mg.m_e})
+    if cx is not None:
+        lo = cx.p_ref < nP
+        prof.add(
+            rows=cx.p_ref[lo],
+            first=cx.p_first[lo],
+            last=cx.p_last[lo],
+            status=cx.p_status[lo],
+            merged_ref=cx.p_merged_to[lo],
+            count=cx.p_count[lo],
+            known=cx.p_known[lo],
+        )
+        c = ~lo
+        new.add(
+            ref=cx.p_ref[c],
+            key=cx.p_key[c],
+            created=cx.p_created[c],
+            first=cx.p_first[c],
+            last=cx.p_last[c],
+            status=cx.p_status[c],
+            merged_ref=cx.p_merged_to[c],
+            count=cx.p_count[c],
+            known=cx.p_known[c],
         )
         if len(cx.r_from):
-            r_parts.append((cx.r_from, cx.r_to, cx.r_at, cx.r_e))
+            redirect.add(**{"from": cx.r_from, "to": cx.r_to, "at": cx.r_at, "e": cx.r_e})
 
-    refs = np.concatenate(new_refs)
-    created_events = np.sort(refs - nP)
-    order = np.argsort(refs - nP, kind="stable")
-    n_new = len(refs)
+    # created profiles are numbered by their creating events
+    refs = new.col("ref", np.int64)
+    order = np.argsort(refs, kind="stable")
+    created_events = refs[order] - nP
     seq_of_ref = np.full(nP + nE, -1, dtype=np.int64)
     seq_of_ref[:nP] = sub.p_seq
-    row_of_ref = np.full(nP + nE, -1, dtype=np.int64)
-    row_of_ref[:nP] = np.arange(nP)
-    sorted_refs = refs[order]
-    seq_of_ref[sorted_refs] = sub.next_seq + np.arange(n_new)
-    row_of_ref[sorted_refs] = nP + np.arange(n_new)
+    seq_of_ref[refs[order]] = sub.next_seq + np.arange(len(refs))
 
-    def cat(k, dtype):
-        return np.concatenate(new_cols[k]).astype(dtype)[order]
+    def seqs(r: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+        out = np.where(r >= 0, seq_of_ref[np.maximum(r, 0)], -1)
+        return out if keep is None else np.where(r >= 0, out, keep)
 
-    merged_new = cat("merged", np.int64)
-    state_p_merged = np.concatenate(
-        [
-            np.where(p_merged_ref >= 0, seq_of_ref[np.maximum(p_merged_ref, 0)], sub.p_merged_to),
-            np.where(merged_new >= 0, seq_of_ref[np.maximum(merged_new, 0)], -1),
-        ]
-    )
+    prof_rows = prof.col("rows", np.int64)
 
-    # ---- memberships ------------------------------------------------------------------------------------
-    m_ref = sub.m_p.copy()
-    m_v = sub.m_v.copy()
-    m_status, m_first, m_last, m_count = (
-        sub.m_status.copy(),
-        sub.m_first.copy(),
-        sub.m_last.copy(),
-        sub.m_count.copy(),
-    )
-    alive = np.ones(sub.nM, dtype=bool)
-    # the value's one active membership (simple and merge components) gets the window's sightings
-    held = np.flatnonzero(s.m_link & (n_v[sub.m_v] > 0))
+    # ---- memberships -------------------------------------------------------------------------------------
+    # loaded rows of fast values (one active holder each) get the window's sightings
+    m_fast = s.m_link & present(touched, nV)[sub.m_v]
+    held = np.flatnonzero(m_fast)
     hv = sub.m_v[held]
-    m_first[held] = np.minimum(m_first[held], lo_v[hv])
-    m_last[held] = np.maximum(m_last[held], hi_v[hv])
-    m_count[held] += n_v[hv]
-    add_m: list[tuple[np.ndarray, ...]] = []
-    nv = touched[~s.v_held[touched]]
-    add_m.append(
-        (
-            tg.comp_ref[s.c_v[nv]],
-            nv,
-            np.full(len(nv), ACTIVE, np.int8),
-            lo_v[nv],
-            hi_v[nv],
-            n_v[nv],
-        )
+    pos = np.searchsorted(touched, hv)
+    upd_first = np.minimum(sub.m_first[held], lo_t[pos])
+    upd_last = np.maximum(sub.m_last[held], hi_t[pos])
+    upd_count = sub.m_count[held] + n_t[pos]
+    dead = [cx.memberships] if cx is not None else []
+    # new rows: values no profile held, blocked evidence, the reference's rows
+    add = _Rows("ref", "v", "status", "first", "last", "count")
+    nv = ~s.v_held[touched]
+    add.add(
+        ref=tg.comp_ref[s.c_v[touched[nv]]],
+        v=touched[nv],
+        status=ACTIVE,
+        first=lo_t[nv],
+        last=hi_t[nv],
+        count=n_t[nv],
     )
-    # blocked evidence of fast events, on their component's final profile
-    blocked_evidence = False
+    meet_refs = []
     if len(s.b_rows):
         b_e = win.o_e[s.b_rows]
         keep = s.ev_fast[b_e]
         b_e, b_v = b_e[keep], win.o_v[s.b_rows][keep]
         if len(b_e):
             b_ref = tg.comp_ref[s.c_ev[b_e]]
-            pair = b_ref * nV + b_v
-            uq, inv = np.unique(pair, return_inverse=True)
-            cnt, lo, hi = _group_min_max(inv, e_ts[b_e], len(uq))
-            add_m.append((uq // nV, uq % nV, np.full(len(uq), BLOCKED, np.int8), lo, hi, cnt))
-            blocked_evidence = True
+            uq, inv = np.unique(b_ref * nV + b_v, return_inverse=True)
+            cnt = np.bincount(inv, minlength=len(uq))
+            lo = np.full(len(uq), BIG, dtype=np.int64)
+            hi = np.full(len(uq), NAT, dtype=np.int64)
+            np.minimum.at(lo, inv, e_ts[b_e])
+            np.maximum.at(hi, inv, e_ts[b_e])
+            add.add(ref=uq // nV, v=uq % nV, status=BLOCKED, first=lo, last=hi, count=cnt)
+            meet_refs.append(uq // nV)
     if cx is not None:
-        alive[cx.memberships] = False
-        add_m.append((cx.m_ref, cx.m_v, cx.m_status, cx.m_first, cx.m_last, cx.m_count))
-    m_ref = np.concatenate([m_ref, *[a[0] for a in add_m]])
-    m_v = np.concatenate([m_v, *[a[1] for a in add_m]])
-    m_status = np.concatenate([m_status, *[a[2] for a in add_m]]).astype(np.int8)
-    m_first = np.concatenate([m_first, *[a[3] for a in add_m]])
-    m_last = np.concatenate([m_last, *[a[4] for a in add_m]])
-    m_count = np.concatenate([m_count, *[a[5] for a in add_m]])
-    alive = np.concatenate([alive, np.ones(len(m_ref) - sub.nM, dtype=bool)])
-
-    # merges of the walk: memberships move to the survivor; rows meeting on one value (there, or a blocked
-    # value already held as evidence) combine
-    meet_refs = [np.unique(tg.comp_ref[s.c_ev[b_e]])] if blocked_evidence else []
-    if mg is not None and mg.parent:
-        lost = np.array(list(mg.parent), dtype=np.int64)
-        final = np.full(nP + nE, -1, dtype=np.int64)
-        final[lost] = mg.final(lost)
-        moving = alive & (final[m_ref] >= 0)
-        m_ref[moving] = final[m_ref[moving]]
-        meet_refs.append(np.unique(final[lost]))
-    if meet_refs:
-        _combine_meeting(
-            np.unique(np.concatenate(meet_refs)), nV, m_ref, m_v, m_status, m_first, m_last, m_count, alive
+        add.add(
+            ref=cx.m_ref, v=cx.m_v, status=cx.m_status, first=cx.m_first, last=cx.m_last, count=cx.m_count
         )
+    a_ref, a_v = add.col("ref", np.int64), add.col("v", np.int64)
+    a_status, a_first = add.col("status", np.int8), add.col("first", np.int64)
+    a_last, a_count = add.col("last", np.int64), add.col("count", np.int64)
 
-    r_from = np.concatenate([p[0] for p in r_parts]) if r_parts else np.zeros(0, np.int64)
-    r_to = np.concatenate([p[1] for p in r_parts]) if r_parts else np.zeros(0, np.int64)
-    r_at = np.concatenate([p[2] for p in r_parts]) if r_parts else np.zeros(0, np.int64)
-    r_e = np.concatenate([p[3] for p in r_parts]) if r_parts else np.zeros(0, np.int64)
+    # merges of the walk move memberships to the survivor; rows meeting on one value (there, or a blocked
+    # value already held as evidence) combine
+    final = None
+    if mg is not None and mg.merged.any():
+        final = np.full(nP + nE, -1, dtype=np.int64)
+        lost = mg.groups[mg.merged]
+        final[lost] = mg.root[mg.merged]
+        meet_refs.append(mg.root[mg.merged])
+    mem_rows, mem_ref = held, sub.m_p[held].copy()
+    mem_status = sub.m_status[held].copy()
+    mem_first, mem_last, mem_count = upd_first, upd_last, upd_count
+    if meet_refs:
+        meet = np.unique(np.concatenate(meet_refs))
+        loaded_meet = present(meet[meet < nP], nP)
+        moving_p = present(mg.groups[mg.merged & (mg.groups < nP)], nP) if final is not None else None
+        pull_mask = loaded_meet[sub.m_p]
+        if moving_p is not None:
+            pull_mask |= moving_p[sub.m_p]
+        if cx is not None:
+            pull_mask[cx.memberships] = False
+        pull = np.flatnonzero(pull_mask)
+        # the pulled rows with this window's sightings (when fast) and every new row they may meet
+        p_first, p_last, p_count = sub.m_first[pull].copy(), sub.m_last[pull].copy(), sub.m_count[pull].copy()
+        hit = np.searchsorted(held, pull)
+        hit_ok = (hit < len(held)) & (held[np.minimum(hit, len(held) - 1)] == pull) if len(held) else hit < 0
+        p_first[hit_ok] = upd_first[hit[hit_ok]]
+        p_last[hit_ok] = upd_last[hit[hit_ok]]
+        p_count[hit_ok] = upd_count[hit[hit_ok]]
+        # only new rows on a meeting profile can meet a pulled row
+        meets = present(meet, nP + nE)[a_ref]
+        rest = ~meets
+        r_ref, r_v, r_status = a_ref[rest], a_v[rest], a_status[rest]
+        r_first, r_last, r_count = a_first[rest], a_last[rest], a_count[rest]
+        c_ref = np.concatenate([sub.m_p[pull], a_ref[meets]])
+        if final is not None:
+            mv = final[c_ref] >= 0
+            c_ref[mv] = final[c_ref[mv]]
+        c_v = np.concatenate([sub.m_v[pull], a_v[meets]])
+        c_status = np.concatenate([sub.m_status[pull], a_status[meets]])
+        c_first = np.concatenate([p_first, a_first[meets]])
+        c_last = np.concatenate([p_last, a_last[meets]])
+        c_count = np.concatenate([p_count, a_count[meets]])
+        alive = _combine(c_ref, c_v, c_status, c_first, c_last, c_count, nV)
+        n_pull = len(pull)
+        # rows of `held` not pulled keep their update; pulled ones take the combined result
+        not_pulled = ~present(pull, sub.nM)[held]
+        keep_pull = alive[:n_pull]
+        mem_rows = np.concatenate([held[not_pulled], pull[keep_pull]])
+        mem_ref = np.concatenate([sub.m_p[held[not_pulled]], c_ref[:n_pull][keep_pull]])
+        mem_status = np.concatenate([sub.m_status[held[not_pulled]], c_status[:n_pull][keep_pull]])
+        mem_first = np.concatenate([upd_first[not_pulled], c_first[:n_pull][keep_pull]])
+        mem_last = np.concatenate([upd_last[not_pulled], c_last[:n_pull][keep_pull]])
+        mem_count = np.concatenate([upd_count[not_pulled], c_count[:n_pull][keep_pull]])
+        dead.append(pull[~keep_pull])
+        ka = alive[n_pull:]
+        a_ref = np.concatenate([r_ref, c_ref[n_pull:][ka]])
+        a_v = np.concatenate([r_v, c_v[n_pull:][ka]])
+        a_status = np.concatenate([r_status, c_status[n_pull:][ka]])
+        a_first = np.concatenate([r_first, c_first[n_pull:][ka]])
+        a_last = np.concatenate([r_last, c_last[n_pull:][ka]])
+        a_count = np.concatenate([r_count, c_count[n_pull:][ka]])
 
-    state = Subgraph(
-        v_type=sub.v_type,
-        v_reg=v_reg,
-        v_first=v_first,
-        v_last=v_last,
-        v_count=v_count,
-        v_quar=v_quar,
-        v_quar_at=v_quar_at,
-        p_seq=np.concatenate([sub.p_seq, sub.next_seq + np.arange(n_new)]),
-        p_key=np.concatenate([sub.p_key, cat("key", np.uint64)]),
-        p_created=np.concatenate([sub.p_created, cat("created", np.int64)]),
-        p_first=np.concatenate([p_first, cat("first", np.int64)]),
-        p_last=np.concatenate([p_last, cat("last", np.int64)]),
-        p_status=np.concatenate([p_status, cat("status", np.int8)]),
-        p_merged_to=state_p_merged,
-        p_count=np.concatenate([p_count, cat("count", np.int64)]),
-        p_known=np.concatenate([p_known, cat("known", bool)]),
-        m_p=row_of_ref[m_ref],
-        m_v=m_v,
-        m_status=m_status,
-        m_first=m_first,
-        m_last=m_last,
-        m_count=m_count,
-        next_seq=sub.next_seq + n_new,
+    new_ref = refs[order]
+    changes = StateChanges(
+        reg_rows=reg.col("rows", np.int64),
+        reg_first=reg.col("first", np.int64),
+        reg_last=reg.col("last", np.int64),
+        reg_count=reg.col("count", np.int64),
+        reg_quar=reg.col("quar", bool),
+        reg_quar_at=reg.col("quar_at", np.int64),
+        prof_rows=prof_rows,
+        prof_first=prof.col("first", np.int64),
+        prof_last=prof.col("last", np.int64),
+        prof_status=prof.col("status", np.int8),
+        prof_merged_to=seqs(prof.col("merged_ref", np.int64), sub.p_merged_to[prof_rows]),
+        prof_count=prof.col("count", np.int64),
+        prof_known=prof.col("known", bool),
+        new_seq=seq_of_ref[new_ref],
+        new_key=new.col("key", np.uint64)[order],
+        new_created=new.col("created", np.int64)[order],
+        new_first=new.col("first", np.int64)[order],
+        new_last=new.col("last", np.int64)[order],
+        new_status=new.col("status", np.int8)[order],
+        new_merged_to=seqs(new.col("merged_ref", np.int64)[order]),
+        new_count=new.col("count", np.int64)[order],
+        new_known=new.col("known", bool)[order],
+        mem_rows=mem_rows,
+        mem_seq=seq_of_ref[mem_ref],
+        mem_status=mem_status.astype(np.int8),
+        mem_first=mem_first,
+        mem_last=mem_last,
+        mem_count=mem_count,
+        mem_dead=_cat(dead, np.int64),
+        add_seq=seq_of_ref[a_ref],
+        add_v=a_v,
+        add_status=a_status.astype(np.int8),
+        add_first=a_first,
+        add_last=a_last,
+        add_count=a_count,
+        next_seq=sub.next_seq + len(refs),
     )
     return Assembled(
-        state=state,
-        m_alive=alive,
+        changes=changes,
         seq_of_ref=seq_of_ref,
-        row_of_ref=row_of_ref,
         created_events=created_events,
-        r_from=r_from,
-        r_to=r_to,
-        r_at=r_at,
-        r_e=r_e,
+        r_from=redirect.col("from", np.int64),
+        r_to=redirect.col("to", np.int64),
+        r_at=redirect.col("at", np.int64),
+        r_e=redirect.col("e", np.int64),
     )
+
+
+def apply_changes(sub: Subgraph, ch: StateChanges) -> tuple[Subgraph, np.ndarray]:
+    """The whole subgraph after the window (its rows with the changes applied, then the new profiles and
+    memberships), and the mask of membership rows that remain. Memberships refer to profile rows."""
+    out = sub.copy()
+    r = ch.reg_rows
+    out.v_reg[r] = True
+    out.v_first[r], out.v_last[r], out.v_count[r] = ch.reg_first, ch.reg_last, ch.reg_count
+    out.v_quar[r], out.v_quar_at[r] = ch.reg_quar, ch.reg_quar_at
+    p = ch.prof_rows
+    out.p_first[p], out.p_last[p], out.p_status[p] = ch.prof_first, ch.prof_last, ch.prof_status
+    out.p_merged_to[p], out.p_count[p], out.p_known[p] = ch.prof_merged_to, ch.prof_count, ch.prof_known
+    out.p_seq = np.concatenate([out.p_seq, ch.new_seq])
+    out.p_key = np.concatenate([out.p_key, ch.new_key])
+    out.p_created = np.concatenate([out.p_created, ch.new_created])
+    out.p_first = np.concatenate([out.p_first, ch.new_first])
+    out.p_last = np.concatenate([out.p_last, ch.new_last])
+    out.p_status = np.concatenate([out.p_status, ch.new_status])
+    out.p_merged_to = np.concatenate([out.p_merged_to, ch.new_merged_to])
+    out.p_count = np.concatenate([out.p_count, ch.new_count])
+    out.p_known = np.concatenate([out.p_known, ch.new_known])
+    row_of_seq = {int(q): i for i, q in enumerate(out.p_seq.tolist())}
+
+    def rows(seqs: np.ndarray) -> np.ndarray:
+        return np.array([row_of_seq[int(q)] for q in seqs.tolist()], dtype=np.int64)
+
+    m = ch.mem_rows
+    out.m_p[m] = rows(ch.mem_seq)
+    out.m_status[m], out.m_first[m], out.m_last[m], out.m_count[m] = (
+        ch.mem_status,
+        ch.mem_first,
+        ch.mem_last,
+        ch.mem_count,
+    )
+    alive = np.ones(sub.nM + len(ch.add_seq), dtype=bool)
+    alive[ch.mem_dead] = False
+    out.m_p = np.concatenate([out.m_p, rows(ch.add_seq)])
+    out.m_v = np.concatenate([out.m_v, ch.add_v])
+    out.m_status = np.concatenate([out.m_status, ch.add_status])
+    out.m_first = np.concatenate([out.m_first, ch.add_first])
+    out.m_last = np.concatenate([out.m_last, ch.add_last])
+    out.m_count = np.concatenate([out.m_count, ch.add_count])
+    out.next_seq = ch.next_seq
+    return out, alive

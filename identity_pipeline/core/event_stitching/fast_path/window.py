@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from identity_pipeline.core.event_stitching.fast_path.complex_path import run_part
 from identity_pipeline.core.event_stitching.fast_path.inputs import NAT, Policy, Subgraph, WindowEvents
 from identity_pipeline.core.event_stitching.fast_path.merge_walk import merge_walk
 from identity_pipeline.core.event_stitching.fast_path.outcome import WindowOutcome
 from identity_pipeline.core.event_stitching.fast_path.outputs import attribution, audits
-from identity_pipeline.core.event_stitching.fast_path.split import split_window
+from identity_pipeline.core.event_stitching.fast_path.split import present, split_window
 from identity_pipeline.core.event_stitching.fast_path.updates import assemble, fast_targets
 from identity_pipeline.core.event_stitching.rules.quarantine import release_applies
 
 
 def apply_releases(sub: Subgraph, win: WindowEvents) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Quarantine flags after `released_values` (`reference.apply_releases`), and the released rows."""
-    quar, quar_at = sub.v_quar.copy(), sub.v_quar_at.copy()
+    quar, quar_at = sub.v_quar, sub.v_quar_at
     released: list[int] = []
     for v, at in win.released:
         if sub.v_reg[v] and quar[v] and release_applies(None if quar_at[v] == NAT else int(quar_at[v]), at):
+            if not released:
+                quar, quar_at = quar.copy(), quar_at.copy()
             quar[v], quar_at[v] = False, NAT
             released.append(v)
     return quar, quar_at, released
@@ -28,9 +31,11 @@ def apply_releases(sub: Subgraph, win: WindowEvents) -> tuple[np.ndarray, np.nda
 def _collides(sub: Subgraph, keys: np.ndarray) -> bool:
     """A profile an event would create has the id of a loaded profile or of another event's (the reference
     then derives another id from its sequence number): only the reference reproduces that."""
-    if len(np.unique(keys)) < len(keys):
+    if len(keys) == 0:
+        return False
+    if pd.Index(keys).has_duplicates:
         return True
-    return bool(len(keys) and sub.nP and np.isin(keys, sub.p_key).any())
+    return bool(sub.nP and pd.Index(sub.p_key).get_indexer(keys).max() >= 0)
 
 
 def stitch_arrays(sub: Subgraph, win: WindowEvents, pol: Policy, window_key: str) -> WindowOutcome:
@@ -54,17 +59,16 @@ def stitch_arrays(sub: Subgraph, win: WindowEvents, pol: Policy, window_key: str
             events, profiles = np.arange(win.nE), np.arange(sub.nP)
         else:
             events = np.flatnonzero(s.ev_hard)
-            hard_p = np.unique(sub.m_p[s.m_link & s.hard_c[s.c_v[sub.m_v]]])
-            profiles = hard_p
+            linked = present(sub.m_p[s.m_link], sub.nP)
+            profiles = np.flatnonzero(linked & s.hard_c[s.c_p])
         cx = run_part(sub, win, pol, v_quar, v_quar_at, events, profiles, window_key)
     tg = fast_targets(sub, s, mg)
-    asm = assemble(sub, win, pol, s, tg, mg, cx, v_quar, v_quar_at)
+    asm = assemble(sub, win, pol, s, tg, mg, cx, v_quar, v_quar_at, released)
     a = attribution(sub, win, s, tg, cx, asm)
     au = audits(win, s, mg, cx, asm, released)
-    n_merged = (len(mg.parent) if mg is not None else 0) + (cx.merged if cx is not None else 0)
+    n_merged = (int(mg.merged.sum()) if mg is not None else 0) + (cx.merged if cx is not None else 0)
     return WindowOutcome(
-        state=asm.state,
-        m_alive=asm.m_alive,
+        changes=asm.changes,
         a_status=a[0],
         a_reason=a[1],
         a_profile=a[2],
