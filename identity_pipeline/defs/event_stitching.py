@@ -1,13 +1,14 @@
 """Event Stitching as Dagster assets: one time partition per window, processed strictly in order.
 
-    event models (external) -> window_events -> identifier_observations -> event_stitching_graph
-                                                                         + the six published outputs
+    event models (external) -> window_events + identifier_observations -> event_stitching_graph
+                                                                          + the six published outputs
 
+`window_events` and `identifier_observations` are staged together (one read of the models per window).
 `event_stitching_graph` depends on its own previous window and is computed together with the published
-outputs (one multi-asset step): each window is loaded, stitched and saved in **one DuckDB transaction** by
-`core/event_stitching/store/`. Every asset has `BackfillPolicy.single_run()`, so a range of windows is one
-run that loops over the windows oldest first. Dagster does not stop a run of window N when N-1 was never
-processed; the store checks it and fails with a message naming both windows.
+outputs (one multi-asset step): the run's windows are stitched in order and written in **one DuckDB
+transaction** by `core/event_stitching/store/` (`StitchRun`). Every asset has `BackfillPolicy.single_run()`,
+so a range of windows is one run that loops over the windows oldest first. Dagster does not stop a run of
+window N when N-1 was never processed; the store checks it and fails with a message naming both windows.
 """
 
 import warnings
@@ -27,6 +28,8 @@ GROUP = "event_stitching"
 JOB_NAME = "event_stitching_job"
 SCHEDULE_NAME = "event_stitching_schedule"
 GRAPH_KEY = dg.AssetKey("event_stitching_graph")
+WINDOW_EVENTS_KEY = dg.AssetKey("window_events")
+OBSERVATIONS_KEY = dg.AssetKey("identifier_observations")
 PUBLISHED_KEYS = [dg.AssetKey(name) for name in store.PUBLISHED]
 # Numeric window metrics surfaced as materialization metadata (plotted over time by the UI).
 HEADLINE_METRICS = (
@@ -113,19 +116,35 @@ def build_event_stitching_defs(config: PipelineConfig) -> dg.Definitions:
     model_specs = _model_specs(config)
     single_run = dg.BackfillPolicy.single_run()
 
-    @dg.asset(
-        name="window_events",
-        group_name=GROUP,
-        partitions_def=parts,
-        backfill_policy=single_run,
-        deps=model_specs,
-        kinds={"duckdb"},
-        description="Events of the window from every model (event id, timestamp, identifier columns as "
-        "long rows), staged in `es_stage` and replaced per window.",
+    stage_specs = [
+        dg.AssetSpec(
+            key=WINDOW_EVENTS_KEY,
+            group_name=GROUP,
+            partitions_def=parts,
+            deps=model_specs,
+            kinds={"duckdb"},
+            description="Events of the window from every model (model, event id, timestamp) in processing "
+            "order (`es_stage.events`), replaced per window.",
+        ),
+        dg.AssetSpec(
+            key=OBSERVATIONS_KEY,
+            group_name=GROUP,
+            partitions_def=parts,
+            deps=[WINDOW_EVENTS_KEY],
+            kinds={"duckdb"},
+            description="Standardized identifier observations of the window (rules 1-2: standardized, "
+            "blocked flagged), as ids of the value dictionary (`es_stage.observations`), replaced per "
+            "window.",
+        ),
+    ]
+
+    @dg.multi_asset(
+        name="stage_event_windows", specs=stage_specs, backfill_policy=single_run, can_subset=False
     )
-    def window_events(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
+    def stage_event_windows(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
+        """Read each window once from the models: stage its events and its observations together."""
         windows = _windows(context, config)
-        total = 0
+        events = observations = blocked = 0
         per_window: dict[str, int] = {}
         with duckdb.get_connection() as con:
             store.ensure_schema(con)
@@ -133,39 +152,24 @@ def build_event_stitching_defs(config: PipelineConfig) -> dg.Definitions:
             for w in windows:
                 counts = store.stage_window(con, es, w, base_dir)
                 per_window[w.key] = counts["events"]
-                total += counts["events"]
-                context.log.info(f"window {w.key}: {counts['events']} events staged")
-        return dg.MaterializeResult(
+                events += counts["events"]
+                observations += counts["observations"]
+                blocked += counts["blocked"]
+                context.log.info(
+                    f"window {w.key}: {counts['events']} events, {counts['observations']} observations staged"
+                )
+        yield dg.MaterializeResult(
+            asset_key=WINDOW_EVENTS_KEY,
             metadata={
-                "dagster/row_count": total,
-                "events": total,
+                "dagster/row_count": events,
+                "events": events,
                 "windows": len(windows),
                 "events_by_window": dg.MetadataValue.json(per_window),
-            }
+            },
         )
-
-    @dg.asset(
-        name="identifier_observations",
-        group_name=GROUP,
-        partitions_def=parts,
-        backfill_policy=single_run,
-        deps=[window_events],
-        kinds={"duckdb"},
-        description="Standardized identifier observations of the window (blocked values flagged).",
-    )
-    def identifier_observations(
-        context: dg.AssetExecutionContext, duckdb: DuckDBResource
-    ) -> dg.MaterializeResult:
-        total = blocked = 0
-        with duckdb.get_connection() as con:
-            store.ensure_schema(con)
-            for w in _windows(context, config):
-                store.require_staged(con, w.key, "window_events")
-                counts = store.stage_observations(con, es, w.key)
-                total += counts["observations"]
-                blocked += counts["blocked"]
-        return dg.MaterializeResult(
-            metadata={"dagster/row_count": total, "observations": total, "blocked_observations": blocked}
+        yield dg.MaterializeResult(
+            asset_key=OBSERVATIONS_KEY,
+            metadata={"dagster/row_count": observations, "observations": observations, "blocked": blocked},
         )
 
     graph_spec = dg.AssetSpec(
@@ -174,13 +178,13 @@ def build_event_stitching_defs(config: PipelineConfig) -> dg.Definitions:
         partitions_def=parts,
         kinds={"duckdb"},
         deps=[
-            identifier_observations,
-            window_events,
+            OBSERVATIONS_KEY,
+            WINDOW_EVENTS_KEY,
             dg.AssetDep(
                 GRAPH_KEY, partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
             ),
         ],
-        description="The event profile graph (versioned state in `es_state`) after the window; each window "
+        description="The event profile graph (state tables in `es_state`) after the window; each window "
         "starts from the state left by the previous one.",
     )
     published_specs = [
@@ -204,25 +208,20 @@ def build_event_stitching_defs(config: PipelineConfig) -> dg.Definitions:
     )
     def event_stitching_graph(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
         windows = _windows(context, config)
-        all_metrics: list[dict[str, float]] = []
         with duckdb.get_connection() as con:
             store.ensure_schema(con)
             for w in windows:
                 store.require_staged(con, w.key, "identifier_observations")
-                events = store.staged_events(con, w.key)
-                obs = store.staged_observations(con, w.key)
-                metrics = store.process_window(con, es, w, events, obs)
-                all_metrics.append(metrics)
-                context.log_event(
-                    dg.AssetObservation(
-                        asset_key=GRAPH_KEY, partition=w.key, metadata=_numeric_metadata(metrics)
-                    )
-                )
-                context.log.info(
-                    f"window {w.key}: {int(metrics.get('events_processed', 0))} events, "
-                    f"stitch rate {metrics.get('stitch_rate', float('nan')):.3f}, "
-                    f"{metrics.get('duration_seconds', 0):.2f}s"
-                )
+            all_metrics = store.stitch_windows(con, es, windows)  # one transaction for the whole range
+        for w, metrics in zip(windows, all_metrics, strict=True):
+            context.log_event(
+                dg.AssetObservation(asset_key=GRAPH_KEY, partition=w.key, metadata=_numeric_metadata(metrics))
+            )
+            context.log.info(
+                f"window {w.key}: {int(metrics.get('events_processed', 0))} events, "
+                f"stitch rate {metrics.get('stitch_rate', float('nan')):.3f}, "
+                f"{metrics.get('duration_seconds', 0):.2f}s"
+            )
         last = all_metrics[-1] if all_metrics else {}
         meta: dict = dict(_numeric_metadata(last))
         meta["windows"] = len(windows)
@@ -244,7 +243,7 @@ def build_event_stitching_defs(config: PipelineConfig) -> dg.Definitions:
     schedule = dg.build_schedule_from_partitioned_job(job, name=SCHEDULE_NAME)
 
     return dg.Definitions(
-        assets=[*model_specs, window_events, identifier_observations, event_stitching_graph],
+        assets=[*model_specs, stage_event_windows, event_stitching_graph],
         asset_checks=build_event_stitching_checks(config),
         jobs=[job],
         schedules=[schedule],

@@ -2,8 +2,8 @@
 
 Every expected value below is derived by hand from the spec (or, where the spec is silent, from the
 decision written in docs/event-stitching.md, named in the test). Engine-level tests run on both paths
-(batched fast path and reference); store-level tests drive `store.process_window` on an in-memory DuckDB
-and read the published views, as downstream users would.
+(fast path and reference); store-level tests drive `store.process_frames` on an in-memory DuckDB and read
+the published views, as downstream users would.
 """
 
 from __future__ import annotations
@@ -15,13 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
 from identity_pipeline.config.event_stitching import EventStitchingConfig
 from identity_pipeline.core.event_stitching import engine, store
+from identity_pipeline.core.event_stitching.fast_path import Policy
 from identity_pipeline.core.event_stitching.observations import extract_observations
-from identity_pipeline.core.event_stitching.store.live_state import _latest
+from identity_pipeline.core.event_stitching.store.dictionary import type_codes
+from identity_pipeline.core.event_stitching.store.graph_cache import GraphCache
+from identity_pipeline.core.event_stitching.store.subgraph import extract
 from identity_pipeline_tests.event_stitching import helpers
 from identity_pipeline_tests.event_stitching.helpers import (
     T0,
@@ -70,7 +74,7 @@ def store_run(
     for key, events in windows:
         events_df, long = frames(events)
         obs = extract_observations(long, config)
-        store.process_window(con, config, store.window_for_key(config, key), events_df, obs)
+        store.process_frames(con, config, store.window_for_key(config, key), events_df, obs)
     return con
 
 
@@ -184,7 +188,7 @@ def test_inputs_csv_parquet_and_duckdb_table_models_feed_one_graph(tmp_path: Pat
         ("crm", "c1"),
         ("web", "w2"),
     ]
-    store.process_window(con, cfg, window, events, extract_observations(long, cfg))
+    store.process_frames(con, cfg, window, events, extract_observations(long, cfg))
     # w1 creates P(web,w1); p1 reaches it through A1; c1 creates P(crm,c1) (U1 + alice@x.com);
     # w2: U1 -> P(crm,c1) is the target, A1 -> P(web,w1) compatible -> merge, survivor = older P(web,w1)
     p_web, p_crm = pid("w1", "web"), pid("c1", "crm")
@@ -632,9 +636,43 @@ def test_outputs_run_metrics_per_window_model_and_identifier_type():
 # ============================================================================================================
 
 
+def _subgraph_of(con: duckdb.DuckDBPyConnection, cfg: EventStitchingConfig, events: list[dict], key: str):
+    """What a new run loads for a window of these events: (loaded subgraph as strings, the run's cache)."""
+    window = store.window_for_key(cfg, key)
+    events_df, long = frames(events)
+    store.stage_frames(con, cfg, window, events_df, extract_observations(long, cfg))
+    pol = Policy.from_config(cfg)
+    codes = type_codes(con, list(cfg.identifiers))
+    walk = pol.index()
+    cache = GraphCache(con, pol, {codes[t]: walk[t] for t in pol.names})
+    vids = np.unique(
+        con.execute(f"select vid from {store.STAGE}.observations where window_key = ?", [key]).df()["vid"]
+    ).astype(np.int64)
+    cache.v.ensure(int(vids.max()) + 1)
+    cache.v.code[vids] = (
+        con.execute(
+            f"select vid, any_value(type_code) c from {store.STAGE}.observations where window_key = ? "
+            "group by vid order by vid",
+            [key],
+        )
+        .df()["c"]
+        .to_numpy()
+    )
+    ex = extract(cache, vids, np.zeros(0, np.int64), next_seq=1)
+    text = dict(con.execute(f"select vid, value from {store.STATE}.value_dictionary").fetchall())
+    ids = {int(p): f"esp_{int(k):016x}" for p, k in zip(ex.sub.p_seq, ex.sub.p_key, strict=True)}
+    memberships = sorted(
+        (ids[int(ex.sub.p_seq[p])], text[int(ex.vids[v])])
+        for p, v in zip(ex.sub.m_p, ex.sub.m_v, strict=True)
+    )
+    registry = sorted(text[int(v)] for v in ex.vids[ex.sub.v_reg])
+    return {"profiles": set(ids.values()), "memberships": memberships, "registry": registry}, cache
+
+
 def test_guarantee_window_loads_only_the_graph_state_its_values_touch():
-    # cost of a window: the store loads the profiles holding the window's values (+ profiles redirecting to
-    # them), their memberships, the registry rows of those values and their redirects; nothing else.
+    # cost of a window: the run loads the profiles holding the window's values, their memberships of those
+    # values and of profile-wide types, and those values' registry rows; nothing else (no merged profile, no
+    # redirect, no other value).
     cfg = make_config()
     con = store_run(
         cfg,
@@ -651,23 +689,12 @@ def test_guarantee_window_loads_only_the_graph_state_its_values_touch():
             )
         ],
     )
-    p1, p3 = pid("e1"), pid("e3")
-    window = store.window_for_key(cfg, "2026-11-02")
-    events, long = frames([ev("e6", DAY + 1, anonymous_id="a1")])
-    obs = extract_observations(long, cfg)
-    sub = store.load_subgraph(con, obs, window)
-    assert set(sub.profiles["dinmo_stitched_profile_id"]) == {p1, p3}
-    assert sorted(zip(sub.profile_values["identifier_type"], sub.profile_values["value"], strict=True)) == [
-        ("anonymous_id", "a1"),
-        ("anonymous_id", "a3"),
-    ]
-    assert set(sub.profile_values["dinmo_stitched_profile_id"]) == {p1}
-    assert list(zip(sub.value_registry["identifier_type"], sub.value_registry["value"], strict=True)) == [
-        ("anonymous_id", "a1")
-    ]
-    assert dict(zip(sub.redirects["from_id"], sub.redirects["to_id"], strict=True)) == {p3: p1}
-    assert sub.next_sequence == 5  # four profiles created in the first window
-    store.process_window(con, cfg, window, events, obs)
+    p1 = pid("e1")
+    loaded, cache = _subgraph_of(con, cfg, [ev("e6", DAY + 1, anonymous_id="a1")], "2026-11-02")
+    assert loaded == {"profiles": {p1}, "memberships": [(p1, "a1")], "registry": ["a1"]}
+    assert cache.redirects == {}  # no redirect is read by a window that merges nothing
+    assert int(cache.p.state[: cache.p.n].astype(bool).sum()) == 1  # one profile row in memory
+    store.stitch_windows(con, cfg, [store.window_for_key(cfg, "2026-11-02")])
     rows = {r["event_id"]: r["dinmo_stitched_profile_id"] for r in view(con, store.ATTRIBUTION_VIEW)}
     assert rows["e6"] == p1
     untouched = {r["dinmo_stitched_profile_id"]: r["event_count"] for r in view(con, store.PROFILES_VIEW)}
@@ -693,14 +720,10 @@ def test_guarantees_a_window_loads_only_the_memberships_its_rules_read_and_merge
         ],
     )
     p1, p2 = pid("e1"), pid("e3")
-    window = store.window_for_key(cfg, "2026-11-02")
-    events, long = frames([ev("e4", DAY + 1, anonymous_id=["a1", "a2"])])
-    obs = extract_observations(long, cfg)
-    sub = store.load_subgraph(con, obs, window, cfg)
-    assert sorted(
-        zip(sub.profile_values["dinmo_stitched_profile_id"], sub.profile_values["value"], strict=True)
-    ) == sorted([(p1, "a1"), (p1, "u1"), (p2, "a2")])
-    store.process_window(con, cfg, window, events, obs)
+    day2 = [ev("e4", DAY + 1, anonymous_id=["a1", "a2"])]
+    loaded, _ = _subgraph_of(con, cfg, day2, "2026-11-02")
+    assert loaded["memberships"] == sorted([(p1, "a1"), (p1, "u1"), (p2, "a2")])
+    store.stitch_windows(con, cfg, [store.window_for_key(cfg, "2026-11-02")])
     values = {(r["dinmo_stitched_profile_id"], r["value"]): r for r in view(con, store.VALUES_VIEW)}
     assert sorted(values) == sorted((p1, v) for v in ("u1", "a1", "a2", "s1", "s2", "s3"))
     s3 = values[(p1, "s3")]
@@ -711,8 +734,8 @@ def test_guarantees_a_window_loads_only_the_memberships_its_rules_read_and_merge
 
 def test_guarantees_a_window_loads_no_redirects_and_merges_re_point_the_older_ones_in_the_store():
     # Day 1: P3 merges into P2 (redirect P3 -> P2). Day 2 merges P2 into P1 without seeing P3's values: the
-    # window loads neither the redirect nor P3, and the store still re-points it to P1 (one hop), with P3's
-    # merged_to, as a run over the whole state would.
+    # window loads neither the redirect nor P3 to decide, and the store still re-points it to P1 (one hop),
+    # with P3's merged_to, as a run over the whole state would.
     cfg = make_config()
     con = store_run(
         cfg,
@@ -724,139 +747,100 @@ def test_guarantees_a_window_loads_no_redirects_and_merges_re_point_the_older_on
         ],
     )
     p1, p2, p3 = pid("e1"), pid("e2"), pid("e3")
-    window = store.window_for_key(cfg, "2026-11-02")
-    events, long = frames([ev("e5", DAY + 1, anonymous_id=["a1", "a2"])])
-    obs = extract_observations(long, cfg)
-    sub = store.load_subgraph(con, obs, window, cfg)
-    assert len(sub.redirects) == 0
-    assert set(sub.profiles["dinmo_stitched_profile_id"]) == {p1, p2}
-    store.process_window(con, cfg, window, events, obs)
+    day2 = [ev("e5", DAY + 1, anonymous_id=["a1", "a2"])]
+    loaded, cache = _subgraph_of(con, cfg, day2, "2026-11-02")
+    assert loaded["profiles"] == {p1, p2} and cache.redirects == {}
+    store.stitch_windows(con, cfg, [store.window_for_key(cfg, "2026-11-02")])
     redirects = {r["from_id"]: r["to_id"] for r in view(con, store.REDIRECTS_VIEW)}
     assert redirects == {p3: p1, p2: p1}
     profiles = {r["dinmo_stitched_profile_id"]: r for r in view(con, store.PROFILES_VIEW)}
     assert {p: profiles[p]["merged_to_dinmo_stitched_profile_id"] for p in (p2, p3)} == {p2: p1, p3: p1}
     assert (profiles[p1]["status"], profiles[p1]["event_count"]) == ("active", 5)
-    _live_vs_versions(con)
-
-
-def _live_vs_versions(con: duckdb.DuckDBPyConnection) -> None:
-    """The live tables equal the latest versions of every key written by the windows before `valid_before`
-    (the state the next window in order reads)."""
-    before = con.execute(f"select valid_before from {store.STATE}.live_as_of").fetchall()[0][0]
-    for name, keys in store.LIVE_KEYS.items():
-        cols = list(store.LIVE_COLUMNS[name])
-        live = con.execute(f"select * from {store.STATE}.live_{name}").df()
-        latest = con.execute(_latest(name, "version_window_start < ?"), [before]).df()
-        live = live[cols].sort_values(keys).reset_index(drop=True)
-        latest = latest[cols].sort_values(keys).reset_index(drop=True)
-        pd.testing.assert_frame_equal(live, latest, obj=name, check_dtype=False)
-
-
-def test_guarantees_live_state_tables_follow_windows_and_are_rebuilt_after_a_re_run():
-    # A window in order reads the live tables (state after the previous window), not the version history.
-    # Re-running an earlier window rebuilds them from the versions before it; the next windows in order
-    # then keep them current again.
-    cfg = make_config()
-    day1 = [ev("e1", 1, user_id="u1", cookie_id="c1"), ev("e2", 2, cookie_id="c2")]
-    day2 = [ev("e3", DAY + 1, cookie_id="c1", anonymous_id="a1"), ev("e4", DAY + 2, cookie_id="c2")]
-    day3 = [ev("e5", 2 * DAY + 1, anonymous_id="a1", cookie_id="c2")]  # merges the two profiles
-    con = store_run(cfg, [("2026-11-01", day1), ("2026-11-02", day2), ("2026-11-03", day3)])
-    _live_vs_versions(con)
-    assert con.execute(f"select valid_before from {store.STATE}.live_as_of").fetchall()[0][0] == T0 + 3 * (
-        pd.Timedelta(days=1)
-    )
-    in_order = view(con, store.ATTRIBUTION_VIEW)
-    # re-run day 2 with the same events, then day 3: same tables
-    for key, evs in (("2026-11-02", day2), ("2026-11-03", day3)):
-        events_df, long = frames(evs)
-        store.process_window(
-            con, cfg, store.window_for_key(cfg, key), events_df, extract_observations(long, cfg)
-        )
-        _live_vs_versions(con)
-    strip = [{k: v for k, v in r.items() if k != "resolved_dinmo_stitched_profile_id"} for r in in_order]
-    assert [
-        {k: v for k, v in r.items() if k != "resolved_dinmo_stitched_profile_id"}
-        for r in view(con, store.ATTRIBUTION_VIEW)
-    ] == strip
-    # a stale live table (e.g. written by an older version) is rebuilt before the next window reads it
-    con.execute(f"delete from {store.STATE}.live_profile_values").fetchall()
-    con.execute(f"update {store.STATE}.live_as_of set valid_before = ?", [T0]).fetchall()
-    events_df, long = frames([ev("e6", 3 * DAY + 1, cookie_id="c1")])
-    store.process_window(
-        con, cfg, store.window_for_key(cfg, "2026-11-04"), events_df, extract_observations(long, cfg)
-    )
-    _live_vs_versions(con)
-    row = [r for r in view(con, store.ATTRIBUTION_VIEW) if r["event_id"] == "e6"][0]
-    assert row["resolved_dinmo_stitched_profile_id"] == pid("e1")
 
 
 _STATE_VIEWS = (store.PROFILES_VIEW, store.VALUES_VIEW, store.REDIRECTS_VIEW, store.ATTRIBUTION_VIEW)
 
 
-def _reads_live(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether `es_state.current_*` (read by the published views and the checks) are the live tables."""
-    sqls = con.execute(
-        "select view_name, sql from duckdb_views() where schema_name = ? and view_name like 'current_%'",
-        [store.STATE],
-    ).fetchall()
-    assert len(sqls) == 4
-    on_live = {name: f"live_{name.removeprefix('current_')}" in sql for name, sql in sqls}
-    assert len(set(on_live.values())) == 1, on_live
-    return next(iter(on_live.values()))
-
-
-def _current_equals_history(con: duckdb.DuckDBPyConnection) -> None:
-    """`es_state.current_<name>` holds the latest version of every key written by any window."""
-    for name in ("profiles", "profile_values", "value_registry", "redirects"):
-        keys, cols = store.LIVE_KEYS[name], list(store.LIVE_COLUMNS[name])
-        cur = con.execute(f"select * from {store.STATE}.current_{name}").df()[cols]
-        latest = con.execute(_latest(name, "true")).df()[cols]
-        pd.testing.assert_frame_equal(
-            cur.sort_values(keys).reset_index(drop=True),
-            latest.sort_values(keys).reset_index(drop=True),
-            obj=name,
-            check_dtype=False,
+def _state_rows(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
+    return {
+        name: sorted(
+            map(tuple, con.execute(f"select * exclude (written_window) from {store.STATE}.{name}").fetchall())
         )
+        for name in store.STATE_TABLES
+    }
 
 
-def test_guarantees_published_views_read_the_live_tables_unless_a_re_run_left_them_behind(monkeypatch):
-    # After windows in order the published views read the live tables (the current rows only), not the
-    # version history, whose latest-per-key scan grows with every window. A re-run of an earlier window leaves
-    # the live tables at that window: the views then read the history until the later windows are re-run.
-    # A re-run that fails after the live tables were rebuilt leaves the published views as they were.
+def test_guarantees_re_running_an_earlier_window_rolls_back_to_it_and_gives_the_in_order_tables():
+    # Re-running day 2 rolls the state back to day 1 (day 3's and day 2's changes undone from their undo
+    # logs), marks day 3 outdated; re-running day 3 then gives the tables of the in-order run.
     cfg = make_config()
     day1 = [ev("e1", 1, user_id="u1", cookie_id="c1"), ev("e2", 2, cookie_id="c2")]
     day2 = [ev("e3", DAY + 1, cookie_id="c1", anonymous_id="a1"), ev("e4", DAY + 2, cookie_id="c2")]
     day3 = [ev("e5", 2 * DAY + 1, anonymous_id="a1", cookie_id="c2")]  # merges the two profiles
-    con = store_run(cfg, [("2026-11-01", day1), ("2026-11-02", day2), ("2026-11-03", day3)])
-    assert _reads_live(con)
-    _current_equals_history(con)
-    published = {name: view(con, name) for name in _STATE_VIEWS}
-    assert len(published[store.REDIRECTS_VIEW]) == 1  # the merge of day 3 is there to be seen
-
-    def process(key: str, events: list[dict]) -> None:
-        events_df, long = frames(events)
-        store.process_window(
+    con = store_run(cfg, [("2026-11-01", day1)])
+    after_day1 = _state_rows(con)
+    for key, evs in (("2026-11-02", day2), ("2026-11-03", day3)):
+        events_df, long = frames(evs)
+        store.process_frames(
             con, cfg, store.window_for_key(cfg, key), events_df, extract_observations(long, cfg)
         )
+    published = {name: view(con, name) for name in _STATE_VIEWS}
+    in_order = _state_rows(con)
+    assert len(published[store.REDIRECTS_VIEW]) == 1  # the merge of day 3 is there to be seen
+    # roll back days 3 and 2 by hand: the state is day 1's again
+    from identity_pipeline.core.event_stitching.store.undo import rollback_window
 
-    def boom(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("engine failed")
+    con.execute("begin transaction")
+    for key in ("2026-11-03", "2026-11-02"):
+        rollback_window(con, store.window_for_key(cfg, key).start)
+    assert _state_rows(con) == after_day1
+    con.execute("rollback")
+    # the re-run of day 2: day 3 becomes outdated, the state is day 2's; then day 3 again
+    store.stitch_windows(con, cfg, [store.window_for_key(cfg, "2026-11-02")])
+    status = dict(con.execute(f"select window_key, status from {store.STATE}.windows").fetchall())
+    assert status == {"2026-11-01": "processed", "2026-11-02": "processed", "2026-11-03": "outdated"}
+    with pytest.raises(store.WindowOrderError, match="outdated"):
+        store.stitch_windows(con, cfg, [store.window_for_key(cfg, "2026-11-04")])
+    store.stitch_windows(con, cfg, [store.window_for_key(cfg, "2026-11-03")])
+    assert _state_rows(con) == in_order
+    assert {name: view(con, name) for name in _STATE_VIEWS} == published
 
-    with monkeypatch.context() as m:  # re-run day 2: the live tables go back to day 1, then the engine fails
-        m.setattr(engine, "stitch_window", boom)
-        with pytest.raises(RuntimeError, match="engine failed"):
-            process("2026-11-02", day2)
-    assert not _reads_live(con)
-    assert {name: view(con, name) for name in _STATE_VIEWS} == published
-    process("2026-11-02", day2)  # the re-run itself: live tables at day 2, the views on the history
-    assert not _reads_live(con)
-    _current_equals_history(con)
-    assert {name: view(con, name) for name in _STATE_VIEWS} == published
-    process("2026-11-03", day3)  # back in order: the views read the live tables again
-    assert _reads_live(con)
-    _current_equals_history(con)
-    assert {name: view(con, name) for name in _STATE_VIEWS} == published
+
+def test_guarantees_a_run_that_fails_leaves_every_table_as_it_was(monkeypatch):
+    # One run = one transaction: a failure in its second window undoes its first window too.
+    cfg = make_config()
+    day1 = [ev("e1", 1, user_id="u1", cookie_id="c1"), ev("e2", 2, cookie_id="c2")]
+    day2 = [ev("e3", DAY + 1, cookie_id="c1", anonymous_id="a1")]
+    day3 = [ev("e4", 2 * DAY + 1, anonymous_id="a1", cookie_id="c2")]
+    con = store_run(cfg, [("2026-11-01", day1)])
+    for key, evs in (("2026-11-02", day2), ("2026-11-03", day3)):
+        events_df, long = frames(evs)
+        store.stage_frames(
+            con, cfg, store.window_for_key(cfg, key), events_df, extract_observations(long, cfg)
+        )
+    before = {name: view(con, name) for name in store.PUBLISHED}
+    state = _state_rows(con)
+    from identity_pipeline.core.event_stitching.store import run as run_module
+
+    real = run_module.stitch_arrays
+    calls = []
+
+    def fail_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("engine failed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "stitch_arrays", fail_second)
+    windows = [store.window_for_key(cfg, k) for k in ("2026-11-02", "2026-11-03")]
+    with pytest.raises(RuntimeError, match="engine failed"):
+        store.stitch_windows(con, cfg, windows)
+    assert {name: view(con, name) for name in store.PUBLISHED} == before
+    assert _state_rows(con) == state
+    monkeypatch.setattr(run_module, "stitch_arrays", real)
+    store.stitch_windows(con, cfg, windows)
+    rows = {r["event_id"]: r["resolved_dinmo_stitched_profile_id"] for r in view(con, store.ATTRIBUTION_VIEW)}
+    assert rows["e3"] == rows["e4"] == pid("e1")
 
 
 # ============================================================================================================

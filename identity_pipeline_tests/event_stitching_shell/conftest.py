@@ -53,14 +53,15 @@ TIMING = {"processed_at", "duration_seconds"}
 
 
 def snapshot(config: PipelineConfig) -> dict[str, pd.DataFrame]:
-    """Every published view and state table, sorted, timing columns/rows aside."""
+    """Every published view, state and undo table, sorted, timing columns/rows aside."""
     from dagster_duckdb import DuckDBResource
 
     out: dict[str, pd.DataFrame] = {}
     with DuckDBResource(database=str(config.database_path())).get_connection() as con:
         names = (
             [f"main.{v}" for v in store.PUBLISHED]
-            + [f"{store.STATE}.{t}" for t in (*store.STATE_COLUMNS, "value_conflicts", "windows")]
+            + [f"{store.STATE}.{t}" for t in (*store.STATE_TABLES, "windows", "value_dictionary")]
+            + [f"{store.STATE}.undo_{t}" for t in store.STATE_TABLES]
             + [f"{store.OUT}.{t}" for t in ("attribution", "audit_events", "run_metrics")]
         )
         for name in names:

@@ -103,21 +103,35 @@ def test_window_metrics_are_numeric_metadata(full_run):
 
 
 def test_rematerializing_a_window_replaces_only_its_rows(full_run):
+    # the newest window again: the same rows, nothing duplicated, every other table as it was
     config, defs, _ = full_run
     before = snapshot(config)
-    counts_before = _read(
-        config, "select window_key, count(*) n from es_output.attribution group by all order by 1"
-    )
-    assert run_windows(defs, "2026-11-04").success
+    counts = "select window_key, count(*) n from es_output.attribution group by all order by 1"
+    counts_before = _read(config, counts)
+    assert run_windows(defs, SAMPLE_WINDOWS[-1]).success
     after = snapshot(config)
-    counts_after = _read(
-        config, "select window_key, count(*) n from es_output.attribution group by all order by 1"
-    )
-    pd.testing.assert_frame_equal(counts_before, counts_after)
+    pd.testing.assert_frame_equal(counts_before, _read(config, counts))
     for name in before:
         pd.testing.assert_frame_equal(before[name], after[name], obj=name)
     windows = _read(config, f"select status from {store.STATE}.windows")
     assert (windows["status"] == "processed").all()
+
+
+def test_rematerializing_an_earlier_window_keeps_the_other_windows_rows_and_outdates_the_later_ones(full_run):
+    # an earlier window again: its rows are replaced, the other windows' output rows stay, the graph goes back
+    # to that window (later windows are `outdated` until re-run in order, which the next test covers)
+    config, defs, _ = full_run
+    outputs = "select * from es_output.attribution where window_key <> '2026-11-04' order by window_key, seq"
+    before = _read(config, outputs)
+    assert run_windows(defs, "2026-11-04").success
+    pd.testing.assert_frame_equal(before, _read(config, outputs))
+    status = _read(config, f"select window_key, status from {store.STATE}.windows order by 1")
+    assert dict(zip(status["window_key"], status["status"], strict=True)) == {
+        k: "processed" if k <= "2026-11-04" else "outdated" for k in SAMPLE_WINDOWS
+    }
+    result = run_windows(defs, "2026-11-06", raise_on_error=False)
+    assert not result.success  # 2026-11-05 is outdated: the order is enforced
+    assert run_windows(defs, "2026-11-05", SAMPLE_WINDOWS[-1]).success
 
 
 def test_rerun_earlier_window_then_later_equals_one_in_order_run(tmp_path: Path):
@@ -276,28 +290,33 @@ def _run_check_only(defs, check: dg.AssetCheckKey, window: str) -> dg.AssetCheck
 
 
 @pytest.mark.parametrize(
-    ("view", "state_table", "keys"),
+    ("view", "state_table", "keys", "corrupt"),
     [
-        (store.PROFILES_VIEW, "profiles", ["dinmo_stitched_profile_id"]),
-        (store.VALUES_VIEW, "profile_values", ["dinmo_stitched_profile_id", "identifier_type", "value"]),
+        (store.PROFILES_VIEW, "profiles", ["dinmo_stitched_profile_id"], "status = 7"),
+        (
+            store.VALUES_VIEW,
+            "memberships",
+            ["dinmo_stitched_profile_id", "identifier_type", "value"],
+            "status = 7",
+        ),
     ],
 )
 def test_current_state_schema_checks_validate_the_current_rows_their_windows_wrote(
-    tmp_path: Path, view: str, state_table: str, keys: list[str]
+    tmp_path: Path, view: str, state_table: str, keys: list[str], corrupt: str
 ):
     config = make_config(tmp_path / "es.duckdb")
     defs = build_definitions(config)
     assert run_windows(defs, SAMPLE_WINDOWS[0], SAMPLE_WINDOWS[-1]).success
     check = dg.AssetCheckKey(dg.AssetKey(view), f"{view}_schema")
-    on = " and ".join(f"v.{k} = t.{k}" for k in keys)
     total = len(_read(config, f"select * from {view}"))
+    select = (
+        store.profiles_select
+        if state_table == "profiles"
+        else lambda w: store.identifier_values_select(config.event_stitching, w)
+    )
 
-    def written_by(window: str) -> pd.DataFrame:  # the published rows whose key the window wrote a version of
-        return _read(
-            config,
-            f"""select v.* from {view} v where exists (select 1 from {store.STATE}.{state_table} t
-                where {on} and t.version_window_key = '{window}')""",
-        )
+    def written_by(window: str) -> pd.DataFrame:  # the published rows of the state rows the window wrote
+        return _read(config, select(f"written_window = TIMESTAMP '{window}'"))
 
     for window in (SAMPLE_WINDOWS[2], SAMPLE_WINDOWS[-1]):
         expected = written_by(window)
@@ -307,16 +326,11 @@ def test_current_state_schema_checks_validate_the_current_rows_their_windows_wro
         assert evaluation.metadata["rows_validated"].value == len(expected)
 
     # a broken current row is reported by the check of the window that wrote it, not by another window's
-    only_last = written_by(SAMPLE_WINDOWS[-1]).merge(
-        written_by(SAMPLE_WINDOWS[2])[keys], how="left", indicator=True
-    )
-    row = only_last[only_last["_merge"] == "left_only"].iloc[0]
     with DuckDBResource(database=str(config.database_path())).get_connection() as con:
         con.execute(
-            f"update {store.STATE}.live_{state_table} set status = 'bogus' where "
-            + " and ".join(f"{k} = ?" for k in keys),
-            [row[k] for k in keys],
+            f"update {store.STATE}.{state_table} set {corrupt} where rowid = (select min(rowid) from "
+            f"{store.STATE}.{state_table} where written_window = TIMESTAMP '{SAMPLE_WINDOWS[-1]}')"
         )
     failed = _run_check_only(defs, check, SAMPLE_WINDOWS[-1])
-    assert not failed.passed and "bogus" in failed.metadata["failure_cases"].value
+    assert not failed.passed and "invalid" in failed.metadata["failure_cases"].value
     assert _run_check_only(defs, check, SAMPLE_WINDOWS[2]).passed

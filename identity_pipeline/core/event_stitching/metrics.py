@@ -152,3 +152,99 @@ def known_profile_share(state: GraphState) -> float:
     """Share of active profiles that are Known (hold at least one active anchor value)."""
     p = state.profiles[state.profiles["status"] == "active"]
     return float(p["is_known"].mean()) if len(p) else 0.0
+
+
+def coded_window_metrics(
+    *,
+    a_status: np.ndarray,
+    a_reason: np.ndarray,
+    a_type: np.ndarray,
+    e_model: np.ndarray,
+    model_names: list[str],
+    au_kind: np.ndarray,
+    au_type: np.ndarray,
+    au_value: np.ndarray,
+    audit_kinds: tuple[str, ...],
+    o_type: np.ndarray,
+    o_value: np.ndarray,
+    o_blocked: np.ndarray,
+    type_names: tuple[str, ...],
+    profiles_created: int,
+    profiles_merged: int,
+) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame]:
+    """`window_metrics` on integer codes (what the store holds): the same metrics and breakdowns.
+
+    Codes: `a_status` 0 stitched / 1 excluded, `a_reason` 1 + index into REASONS (0 none), types index
+    `type_names`, models index `model_names`, audit kinds index `audit_kinds`; values are any integer ids.
+    """
+    status = np.where(np.asarray(a_status) == 0, "stitched", "excluded").astype(object)
+    reason_names = np.array([None, *REASONS], dtype=object)
+    reasons = reason_names[np.asarray(a_reason, dtype=np.int64)]
+    metrics = _event_counts(status, reasons)
+    metrics["profiles_created"] = profiles_created
+    metrics["profiles_merged"] = profiles_merged
+    metrics["observations"] = len(o_type)
+    kinds = np.asarray(audit_kinds, dtype=object)[np.asarray(au_kind, dtype=np.int64)] if len(au_kind) else []
+    kinds = np.asarray(kinds, dtype=object)
+    au_type = np.asarray(au_type, dtype=np.int64)
+    au_value = np.asarray(au_value, dtype=np.int64)
+    for kind, name in AUDIT_METRICS.items():
+        sel = kinds == kind
+        if kind == "limit_conflict":
+            metrics[name] = int(sel.sum())
+        else:
+            metrics[name] = len(np.unique(au_value[sel])) if sel.any() else 0
+
+    e_model = np.asarray(e_model, dtype=np.int64)
+    present_models = sorted({model_names[m] for m in np.unique(e_model).tolist()})
+    by_model = pd.DataFrame(
+        [
+            {
+                "model": m,
+                **_event_counts(
+                    status[e_model == model_names.index(m)], reasons[e_model == model_names.index(m)]
+                ),
+            }
+            for m in present_models
+        ],
+        columns=["model", "events_processed", "events_stitched", "events_excluded"]
+        + [f"events_excluded_{r}" for r in REASONS]
+        + ["stitch_rate"],
+    )
+
+    o_type = np.asarray(o_type, dtype=np.int64)
+    o_value = np.asarray(o_value, dtype=np.int64)
+    o_blocked = np.asarray(o_blocked, dtype=bool)
+    n_types = len(type_names)
+    n_obs = np.bincount(o_type, minlength=n_types)
+    n_blocked = np.bincount(o_type[o_blocked], minlength=n_types)
+    a_type = np.asarray(a_type, dtype=np.int64)
+    stitched_types = a_type[(np.asarray(a_status) == 0) & (a_type >= 0)]
+    decided = np.bincount(stitched_types, minlength=n_types)
+    used = set(np.flatnonzero(n_obs).tolist()) | set(au_type[au_type >= 0].tolist())
+    rows = []
+    for t in sorted(used, key=lambda i: type_names[i]):
+        sel_o = o_type == t
+        row = {
+            "identifier_type": type_names[t],
+            "observations": int(n_obs[t]),
+            "distinct_values": len(np.unique(o_value[sel_o])) if sel_o.any() else 0,
+            "blocked_observations": int(n_blocked[t]),
+            "events_decided": int(decided[t]),
+        }
+        for kind, name in AUDIT_METRICS.items():
+            sel = (kinds == kind) & (au_type == t) if len(kinds) else np.zeros(0, bool)
+            if kind == "limit_conflict":
+                row[name] = int(sel.sum())
+            else:
+                row[name] = len(np.unique(au_value[sel])) if sel.any() else 0
+        rows.append(row)
+    type_cols = [
+        "identifier_type",
+        "observations",
+        "distinct_values",
+        "blocked_observations",
+        "events_decided",
+    ]
+    by_type = pd.DataFrame(rows, columns=type_cols + list(AUDIT_METRICS.values()))
+    return metrics, by_model, by_type

@@ -29,6 +29,7 @@ from identity_pipeline.core.event_stitching.fast_path.inputs import (
     PROFILE_ACTIVE,
     PROFILE_MERGED,
     PROFILE_STATUS,
+    CreatedIdCollision,
     Names,
     Policy,
     Subgraph,
@@ -40,6 +41,7 @@ from identity_pipeline.core.event_stitching.fast_path.window import stitch_array
 __all__ = [
     "ACTIVE",
     "BLOCKED",
+    "CreatedIdCollision",
     "DEMOTED",
     "MEMBERSHIP_STATUS",
     "NAT",

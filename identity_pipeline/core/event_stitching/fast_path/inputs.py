@@ -11,6 +11,7 @@ strings the engine needs only rarely (`Names`: the complex path, which runs the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -199,18 +200,39 @@ class WindowEvents:
     """
 
     e_ts: np.ndarray
-    e_key: np.ndarray  # uint64: the id (`profile_id_for`) of the profile each event would create
     o_e: np.ndarray
     o_v: np.ndarray
     o_blocked: np.ndarray
     o_tie: np.ndarray
     names: Names
+    # the 64-bit id (`reference.profile_id_for`) of the profile each event would create: all of them
+    # (`e_key`), or computed on demand for the events that may create one (`key_of`)
+    e_key: np.ndarray | None = None
+    key_of: Callable[[np.ndarray], np.ndarray] | None = None
+    # whether a profile with such an id exists outside the subgraph (None: the subgraph is the whole graph)
+    key_exists: Callable[[np.ndarray], np.ndarray] | None = None
     # released values present in the subgraph: (value row, released_at µs or None), config order
     released: list[tuple[int, int | None]] = field(default_factory=list)
 
     @property
     def nE(self) -> int:
         return len(self.e_ts)
+
+    def keys(self, e: np.ndarray) -> np.ndarray:
+        """Ids (uint64) of the profiles the events `e` would create."""
+        if self.e_key is not None:
+            return self.e_key[e]
+        assert self.key_of is not None, "WindowEvents needs e_key or key_of"
+        return np.asarray(self.key_of(np.asarray(e, dtype=np.int64)), dtype=np.uint64)
+
+
+class CreatedIdCollision(Exception):
+    """A profile the window would create has the id of a profile outside the subgraph: the caller adds those
+    profiles (`keys`) to the subgraph and runs the window again (the reference then derives other ids)."""
+
+    def __init__(self, keys: np.ndarray) -> None:
+        super().__init__(f"{len(keys)} created profile id(s) already exist outside the subgraph")
+        self.keys = keys
 
 
 def release_rows(policy: Policy, find_value) -> list[tuple[int, int | None]]:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
 from identity_pipeline.core.event_stitching.fast_path.complex_path import run_part
-from identity_pipeline.core.event_stitching.fast_path.inputs import NAT, Policy, Subgraph, WindowEvents
+from identity_pipeline.core.event_stitching.fast_path.inputs import (
+    NAT,
+    CreatedIdCollision,
+    Policy,
+    Subgraph,
+    WindowEvents,
+)
 from identity_pipeline.core.event_stitching.fast_path.merge_walk import merge_walk
 from identity_pipeline.core.event_stitching.fast_path.outcome import WindowOutcome
 from identity_pipeline.core.event_stitching.fast_path.outputs import attribution, audits
@@ -38,6 +46,13 @@ def _collides(sub: Subgraph, keys: np.ndarray) -> bool:
     return bool(sub.nP and pd.Index(sub.p_key).get_indexer(keys).max() >= 0)
 
 
+def _keys_of(win: WindowEvents, candidates: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """All events' created ids with the candidates' filled in (the others are never read)."""
+    out = np.zeros(win.nE, dtype=np.uint64)
+    out[candidates] = keys
+    return out
+
+
 def stitch_arrays(sub: Subgraph, win: WindowEvents, pol: Policy, window_key: str) -> WindowOutcome:
     """The reference's decisions for this window, computed by components.
 
@@ -45,7 +60,13 @@ def stitch_arrays(sub: Subgraph, win: WindowEvents, pol: Policy, window_key: str
     v_quar, v_quar_at, released = apply_releases(sub, win)
     s = split_window(sub, win, pol, v_quar)
     candidates = np.flatnonzero((s.creator & s.ev_fast) | s.ev_hard)
-    fallback = _collides(sub, win.e_key[candidates])
+    keys = win.keys(candidates)
+    fallback = _collides(sub, keys)
+    if not fallback and win.key_exists is not None and len(keys):
+        exists = np.asarray(win.key_exists(keys), dtype=bool)
+        if exists.any():
+            raise CreatedIdCollision(keys[exists])
+    win = replace(win, e_key=_keys_of(win, candidates, keys)) if win.e_key is None else win
     if fallback:
         s.ev_simple[:] = False
         s.ev_merge[:] = False

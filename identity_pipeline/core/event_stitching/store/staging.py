@@ -1,25 +1,34 @@
-"""Reading the events of a window from the configured models into the staging tables (`window_events`,
-`identifier_observations`), and reading them back for the engine."""
+"""Staging a window: its events in processing order and its observations (rules 1-2), integer-coded.
+
+`stage_window` reads the window's rows of every configured model once (DuckDB -> Arrow), orders the events by
+(event_ts, model, event_id) (`seq`), standardizes each identifier column with its type's standardizer (the
+shared `core/standardize.py`, on Arrow-backed strings), flags blocked values, and turns every distinct
+(identifier_type, value) into its id in the value dictionary (`dictionary.value_ids`). It writes
+`es_stage.events` (seq, model, event_id, event_ts) and `es_stage.observations` (seq, vid, blocked, tie), both
+replaced per window in one transaction. `stage_frames` does the same from frames of already standardized
+observations (what the engine tests build).
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from identity_pipeline.config.errors import ConfigError
-from identity_pipeline.core.event_stitching.store.tables import (
-    EVENT_KEY_SQL,
-    STAGE,
-    WindowOrderError,
-    _key_exprs,
-)
+from identity_pipeline.core.event_stitching.rules.blocked import blocked_mask
+from identity_pipeline.core.event_stitching.store.dictionary import type_codes, value_ids
+from identity_pipeline.core.event_stitching.store.tables import STAGE, WindowOrderError
 from identity_pipeline.core.event_stitching.store.windows import Window
 from identity_pipeline.core.source_io import describe_source, quote_ident, source_select_sql
-from identity_pipeline.core.storage import first_row, read_frame, transaction
+from identity_pipeline.core.standardize import standardize
+from identity_pipeline.core.storage import first_row, transaction
 
 _OFFSET_RE = r"\d:\d\d(:\d\d(\.\d+)?)?\s*(Z|z|UTC|[+-]\d\d(:?\d\d)?)$"
 
@@ -56,14 +65,13 @@ def _model_columns(con: duckdb.DuckDBPyConnection, model: Any, base_dir: Path) -
 
 
 def _model_select(con: duckdb.DuckDBPyConnection, model: Any, base_dir: Path) -> tuple[str, list[str]]:
-    """(SQL selecting model, event_id, event_ts, id_0..id_k, the identifier types of id_0..id_k)."""
+    """(SQL selecting event_id, event_ts, id_0..id_k, the identifier types of id_0..id_k)."""
     types = _model_columns(con, model, base_dir)
     ts = _ts_expr(model.timestamp, types[model.timestamp])
     cols = list(model.identifiers.items())
     idents = ", ".join(f"cast({quote_ident(c)} as VARCHAR) as id_{i}" for i, (c, _) in enumerate(cols))
-    name_lit = "'" + model.name.replace("'", "''") + "'"
     sql = (
-        f"select {name_lit} as model, cast({quote_ident(model.event_id)} as VARCHAR) as event_id, "
+        f"select cast({quote_ident(model.event_id)} as VARCHAR) as event_id, "
         f"{ts} as event_ts{', ' + idents if idents else ''} "
         f"from {source_select_sql(model, base_dir)}"
     )
@@ -93,176 +101,310 @@ def validate_models(con: duckdb.DuckDBPyConnection, config: Any, base_dir: Path)
             )
 
 
-def window_events_sql(con: duckdb.DuckDBPyConnection, config: Any, base_dir: Path) -> tuple[str, str]:
-    """(events SQL, long identifiers SQL), both with parameters `$window_start`, `$window_end`."""
-    events_parts, long_parts = [], []
+@dataclass
+class RawWindow:
+    """A window's rows as read from the models: events (model, event_id, event_ts µs) and, per identifier
+    type, the raw values of every column mapped to it with the row of their event."""
+
+    model: pa.Array
+    event_id: pa.Array
+    event_ts: np.ndarray
+    raw: dict[str, list[tuple[np.ndarray, pa.Array]]]
+
+
+def read_window(
+    con: duckdb.DuckDBPyConnection, config: Any, window: Window, base_dir: Path | str
+) -> RawWindow:
+    base_dir = Path(base_dir)
+    params = {"window_start": window.start, "window_end": window.end}
+    models, eids, tss = [], [], []
+    raw: dict[str, list[tuple[np.ndarray, pa.Array]]] = {}
+    offset = 0
     for model in config.models:
         sql, id_types = _model_select(con, model, base_dir)
-        sel = f"(select * from ({sql}) where event_ts >= $window_start and event_ts < $window_end)"
-        events_parts.append(f"select model, event_id, event_ts from {sel}")
-        for i, t in enumerate(id_types):
-            t_lit = "'" + t.replace("'", "''") + "'"
-            long_parts.append(
-                f"select model, event_id, event_ts, {t_lit} as identifier_type, id_{i} as raw_value "
-                f"from {sel} where id_{i} is not null"
-            )
-    events_sql = " union all ".join(events_parts)
-    long_sql = (
-        " union all ".join(long_parts)
-        if long_parts
-        else (
-            "select ''::VARCHAR model, ''::VARCHAR event_id, NULL::TIMESTAMP event_ts, "
-            "''::VARCHAR identifier_type, ''::VARCHAR raw_value limit 0"
-        )
+        t = con.sql(
+            f"select * from ({sql}) where event_ts >= $window_start and event_ts < $window_end", params=params
+        ).to_arrow_table()
+        n = t.num_rows
+        models.append(pa.array(np.full(n, model.name, dtype=object), type=pa.string()))
+        eids.append(t.column("event_id").combine_chunks().cast(pa.string()))
+        tss.append(_micros(t.column("event_ts")))
+        rows = np.arange(offset, offset + n, dtype=np.int64)
+        for i, typ in enumerate(id_types):
+            col = t.column(f"id_{i}").combine_chunks().cast(pa.string())
+            raw.setdefault(typ, []).append((rows, col))
+        offset += n
+    return RawWindow(
+        model=pa.concat_arrays(models) if models else pa.array([], pa.string()),
+        event_id=pa.concat_arrays(eids) if eids else pa.array([], pa.string()),
+        event_ts=np.concatenate(tss) if tss else np.zeros(0, np.int64),
+        raw=raw,
     )
-    return events_sql, long_sql
 
 
-def read_window_events(
-    con: duckdb.DuckDBPyConnection,
-    config: Any,
-    window_start: datetime,
-    window_end: datetime,
-    base_dir: Path | str = ".",
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(events, events_long) of one window, ordered by (event_ts, model, event_id[, identifier_type]).
+def _micros(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    arr = arr.cast(pa.timestamp("us"))
+    return np.asarray(arr.to_numpy(zero_copy_only=False)).astype("datetime64[us]").view(np.int64)
 
-    events: model, event_id, event_ts. events_long: model, event_id, event_ts, identifier_type, raw_value.
-    A duplicated (model, event_id) inside the window is a data error (ConfigError naming the model).
-    """
-    events_sql, long_sql = window_events_sql(con, config, Path(base_dir))
-    params = {"window_start": window_start, "window_end": window_end}
-    events = read_frame(con, f"{events_sql} order by event_ts, model, event_id", params)
-    dup = first_row(
-        con.execute(
-            f"select model, event_id, count(*) from ({events_sql}) group by all having count(*) > 1 limit 1",
-            params,
+
+@dataclass
+class Observed:
+    """Standardized observations of one identifier type: event row, value, blocked flag."""
+
+    rows: np.ndarray
+    values: pa.Array
+    blocked: np.ndarray
+
+
+def standardize_raw(config: Any, raw: dict[str, list[tuple[np.ndarray, pa.Array]]]) -> dict[str, Observed]:
+    """Rules 1-2 per identifier type: standardize (null or empty afterwards is no observation), flag blocked
+    values. Types the config does not know are dropped (`validate_models` rejects unknown mappings)."""
+    out: dict[str, Observed] = {}
+    for typ, parts in raw.items():
+        if typ not in config.identifiers:
+            continue
+        pol = config.identifiers[typ]
+        rows = np.concatenate([r for r, _ in parts])
+        vals = pa.concat_arrays([v for _, v in parts])
+        present = np.asarray(pc.is_valid(vals).to_numpy(zero_copy_only=False), dtype=bool)
+        rows, vals = rows[present], vals.filter(pa.array(present))
+        std = standardize(pd.Series(pd.arrays.ArrowStringArray(vals)), pol.standardize)
+        keep = std.notna().to_numpy()
+        std = std[keep]
+        out[typ] = Observed(
+            rows=rows[keep],
+            values=pa.array(std, from_pandas=True, type=pa.string()),
+            blocked=_blocked(std, pol),
         )
-    )
+    return out
+
+
+def _blocked(std: pd.Series, pol: Any) -> np.ndarray:
+    if not pol.blocked_values and not pol.blocked_patterns:
+        return np.zeros(len(std), dtype=bool)
+    return blocked_mask(std.reset_index(drop=True), pol).to_numpy(dtype=bool)
+
+
+def _processing_order(model: pa.Array, event_id: pa.Array, event_ts: np.ndarray) -> np.ndarray:
+    """seq of every event row: its position in (event_ts, model, event_id) order (strings as code points)."""
+    t = pa.table({"ts": pa.array(event_ts), "m": model, "e": event_id})
+    order = pc.sort_indices(t, sort_keys=[("ts", "ascending"), ("m", "ascending"), ("e", "ascending")])
+    seq = np.empty(len(event_ts), dtype=np.int64)
+    seq[order.to_numpy()] = np.arange(len(event_ts), dtype=np.int64)
+    return seq
+
+
+def _check_unique(
+    con: duckdb.DuckDBPyConnection, model: pa.Array, event_id: pa.Array, window: Window
+) -> None:
+    """A (model, event_id) twice in one window is a data error (one hash pass; the slow query only runs to
+    name the duplicate when the hashes meet)."""
+    con.register("__es_ids", pa.table({"m": model, "e": event_id}))
+    try:
+        h = con.sql("select hash(m, e) as h from __es_ids").to_arrow_table().column("h").to_numpy()
+        if not pd.Index(h).has_duplicates:
+            return
+        dup = first_row(
+            con.execute("select m, e, count(*) from __es_ids group by all having count(*) > 1 limit 1")
+        )
+    finally:
+        con.unregister("__es_ids")
     if dup:
         raise ConfigError(
             f"event_stitching.models.{dup[0]}.event_id: event id {dup[1]!r} appears {dup[2]} times in window "
-            f"starting {window_start:%Y-%m-%d %H:%M}; event ids must be unique per model"
+            f"{window.key}; event ids must be unique per model"
         )
-    long = read_frame(
-        con, f"{long_sql} order by event_ts, model, event_id, identifier_type, raw_value", params
-    )
-    return _normalize_events(events), _normalize_events(long)
 
 
-def _normalize_events(df: pd.DataFrame) -> pd.DataFrame:
-    if "event_ts" in df.columns:
-        df["event_ts"] = pd.to_datetime(df["event_ts"]).astype("datetime64[us]")
-    return df.reset_index(drop=True)
+def _observation_rows(
+    con: duckdb.DuckDBPyConnection, seq: np.ndarray, observed: dict[str, Observed], codes: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(seq, vid, type_code, blocked, tie) of the distinct observations, in (seq, type_code, tie) order."""
+    parts_seq, parts_code, parts_vid, parts_blocked, parts_vals, per_type = [], [], [], [], [], []
+    for typ in sorted(observed):
+        ob = observed[typ]
+        if len(ob.rows) == 0:
+            continue
+        enc = pc.dictionary_encode(ob.values)
+        per_type.append((typ, enc.dictionary, np.asarray(enc.indices.to_numpy(zero_copy_only=False))))
+        parts_seq.append(seq[ob.rows])
+        parts_code.append(np.full(len(ob.rows), codes[typ], dtype=np.int64))
+        parts_blocked.append(ob.blocked)
+        parts_vals.append(ob.values)
+    if not parts_seq:
+        z = np.zeros(0, np.int64)
+        return z, z, z, np.zeros(0, bool), z
+    vids_by_type = value_ids(con, [(typ, codes[typ], d) for typ, d, _ in per_type])
+    parts_vid = [vids[idx] for (_, _, idx), vids in zip(per_type, vids_by_type, strict=True)]
+    o_seq, o_code = np.concatenate(parts_seq), np.concatenate(parts_code)
+    o_vid, o_blocked = np.concatenate(parts_vid), np.concatenate(parts_blocked)
+    o_tie = _ties(o_seq, o_code, pa.concat_arrays(parts_vals))
+    order = np.lexsort((o_tie, o_code, o_seq))
+    o_seq, o_vid, o_code = o_seq[order], o_vid[order], o_code[order]
+    o_blocked, o_tie = o_blocked[order], o_tie[order]
+    # one observation per (event, value): two columns can carry the same value
+    if len(o_seq) > 1:
+        keep = np.ones(len(o_seq), dtype=bool)
+        keep[1:] = (o_seq[1:] != o_seq[:-1]) | (o_vid[1:] != o_vid[:-1])
+        o_seq, o_vid, o_code = o_seq[keep], o_vid[keep], o_code[keep]
+        o_blocked, o_tie = o_blocked[keep], o_tie[keep]
+    return o_seq, o_vid, o_code, o_blocked, o_tie
+
+
+def stage_observed(
+    con: duckdb.DuckDBPyConnection,
+    config: Any,
+    window: Window,
+    model: pa.Array,
+    event_id: pa.Array,
+    event_ts: np.ndarray,
+    observed: dict[str, Observed],
+) -> dict[str, int]:
+    """Write one window's staged events and observations (replacing that window's rows)."""
+    _check_unique(con, model, event_id, window)
+    seq = _processing_order(model, event_id, event_ts)
+    with transaction(con):
+        codes = type_codes(con, sorted(observed))
+        o_seq, o_vid, o_code, o_blocked, o_tie = _observation_rows(con, seq, observed, codes)
+        order_e = np.argsort(seq)
+        events = pa.table(
+            {
+                "window_key": pa.array(np.full(len(seq), window.key, dtype=object), pa.string()),
+                "seq": pa.array(np.arange(len(seq), dtype=np.int32)),
+                "model": model.take(pa.array(order_e)),
+                "event_id": event_id.take(pa.array(order_e)),
+                "event_ts": pa.array(event_ts[order_e].astype("datetime64[us]")),
+            }
+        )
+        obs = pa.table(
+            {
+                "window_key": pa.array(np.full(len(o_seq), window.key, dtype=object), pa.string()),
+                "seq": pa.array(o_seq.astype(np.int32)),
+                "vid": pa.array(o_vid.astype(np.int32)),
+                "type_code": pa.array(o_code.astype(np.int16)),
+                "blocked": pa.array(o_blocked),
+                "tie": pa.array(o_tie.astype(np.int16)),
+            }
+        )
+        con.execute(f"delete from {STAGE}.events where window_key = ?", [window.key]).fetchall()
+        con.execute(f"delete from {STAGE}.observations where window_key = ?", [window.key]).fetchall()
+        con.register("__es_events", events)
+        con.register("__es_obs", obs)
+        try:
+            con.execute(f"insert into {STAGE}.events select * from __es_events").fetchall()
+            con.execute(f"insert into {STAGE}.observations select * from __es_obs").fetchall()
+        finally:
+            con.unregister("__es_events")
+            con.unregister("__es_obs")
+        _log_stage(con, window.key, "window_events", len(seq))
+        _log_stage(con, window.key, "identifier_observations", len(o_seq))
+    return {"events": len(seq), "observations": len(o_seq), "blocked": int(o_blocked.sum())}
+
+
+def _ties(o_seq: np.ndarray, o_code: np.ndarray, o_vals: pa.Array) -> np.ndarray:
+    """Rank of each value among the values of its type on its event, as strings sort (0 when it is alone;
+    equal values, two columns carrying one value, share a rank)."""
+    tie = np.zeros(len(o_seq), dtype=np.int64)
+    if len(o_seq) < 2:
+        return tie
+    group = o_seq * (int(o_code.max()) + 1) + o_code
+    counts = np.bincount(group)
+    multi = np.flatnonzero(counts[group] > 1)
+    if len(multi) == 0:
+        return tie
+    t = pa.table({"g": pa.array(group[multi]), "v": o_vals.take(pa.array(multi))})
+    o = pc.sort_indices(t, sort_keys=[("g", "ascending"), ("v", "ascending")]).to_numpy()
+    rows = multi[o]
+    g = group[rows]
+    vals = np.asarray(o_vals.take(pa.array(rows)).to_pylist(), dtype=object)
+    start = np.ones(len(g), dtype=bool)
+    start[1:] = g[1:] != g[:-1]
+    new_val = start.copy()
+    new_val[1:] |= vals[1:] != vals[:-1]
+    dense = np.cumsum(new_val) - 1
+    first = np.maximum.accumulate(np.where(start, np.arange(len(g)), 0))
+    tie[rows] = dense - dense[first]
+    return tie
 
 
 def stage_window(
     con: duckdb.DuckDBPyConnection, config: Any, window: Window, base_dir: Path | str = "."
 ) -> dict[str, int]:
-    """Copy one window's events (and long identifiers) into `es_stage`, replacing that window's rows."""
-    events_sql, long_sql = window_events_sql(con, config, Path(base_dir))
-    params = {"window_start": window.start, "window_end": window.end, "window_key": window.key}
-    with transaction(con):
-        con.execute(f"delete from {STAGE}.window_events where window_key = ?", [window.key]).fetchall()
-        con.execute(f"delete from {STAGE}.window_identifiers where window_key = ?", [window.key]).fetchall()
-        con.execute(
-            f"insert into {STAGE}.window_events select $window_key, model, event_id, event_ts "
-            f"from ({events_sql}) order by event_ts, model, event_id",
-            params,
-        ).fetchall()
-        con.execute(
-            f"insert into {STAGE}.window_identifiers select $window_key, * from ({long_sql}) "
-            f"order by event_ts, model, event_id, identifier_type, raw_value",
-            params,
-        ).fetchall()
-        _log_stage(con, window.key, "window_events")
-        row = first_row(
-            con.execute(
-                f"select count(*), count(distinct (model, event_id)) from {STAGE}.window_events "
-                f"where window_key = ?",
-                [window.key],
-            )
+    """Read one window from every model and stage it (events + observations)."""
+    raw = read_window(con, config, window, base_dir)
+    observed = standardize_raw(config, raw.raw)
+    return stage_observed(con, config, window, raw.model, raw.event_id, raw.event_ts, observed)
+
+
+def stage_frames(
+    con: duckdb.DuckDBPyConnection,
+    config: Any,
+    window: Window,
+    events: pd.DataFrame,
+    observations: pd.DataFrame,
+) -> dict[str, int]:
+    """Stage a window from frames: events (model, event_id, event_ts) and standardized observations (model,
+    event_id, event_ts, identifier_type, value, blocked), as `observations.extract_observations` builds them.
+    An event only in `observations` is added (first row's timestamp), as the engine does."""
+    ev = pd.DataFrame(
+        {
+            "model": events["model"].astype(str).to_numpy(dtype=object),
+            "event_id": events["event_id"].astype(str).to_numpy(dtype=object),
+            "ts": pd.to_datetime(events["event_ts"]).astype("datetime64[us]").to_numpy().view(np.int64),
+        }
+    )
+    ev = ev.sort_values("ts", kind="mergesort").drop_duplicates(["model", "event_id"], keep="first")
+    obs = observations
+    if obs is not None and len(obs):
+        o = pd.DataFrame(
+            {
+                "model": obs["model"].astype(str).to_numpy(dtype=object),
+                "event_id": obs["event_id"].astype(str).to_numpy(dtype=object),
+                "ts": pd.to_datetime(obs["event_ts"]).astype("datetime64[us]").to_numpy().view(np.int64),
+            }
+        ).drop_duplicates(["model", "event_id"], keep="first")
+        known = pd.MultiIndex.from_frame(ev[["model", "event_id"]])
+        extra = o[~pd.MultiIndex.from_frame(o[["model", "event_id"]]).isin(known)]
+        ev = pd.concat([ev, extra], ignore_index=True)
+    ev = ev.reset_index(drop=True)
+    row_of = {k: i for i, k in enumerate(zip(ev["model"].tolist(), ev["event_id"].tolist(), strict=True))}
+    observed: dict[str, Observed] = {}
+    if obs is not None and len(obs):
+        rows = np.array(
+            [
+                row_of[k]
+                for k in zip(
+                    obs["model"].astype(str).tolist(), obs["event_id"].astype(str).tolist(), strict=True
+                )
+            ],
+            dtype=np.int64,
         )
-        assert row is not None
-        if row[0] != row[1]:
-            raise ConfigError(
-                f"event_stitching: window {window.key} has {row[0] - row[1]} duplicated (model, event_id); "
-                "event ids must be unique per model"
+        types = obs["identifier_type"].astype(str).to_numpy(dtype=object)
+        values = obs["value"].astype(str).to_numpy(dtype=object)
+        blocked = obs["blocked"].to_numpy(dtype=bool)
+        for typ in sorted(set(types.tolist())):
+            sel = types == typ
+            observed[typ] = Observed(
+                rows=rows[sel], values=pa.array(values[sel], type=pa.string()), blocked=blocked[sel]
             )
-    n_ids = first_row(
-        con.execute(f"select count(*) from {STAGE}.window_identifiers where window_key = ?", [window.key])
-    )
-    return {"events": int(row[0]), "identifier_values": int(n_ids[0]) if n_ids else 0}
-
-
-def staged_events(con: duckdb.DuckDBPyConnection, window_key: str) -> pd.DataFrame:
-    """The window's events (model, event_id, event_ts, and `ekey`, see `EVENT_KEY_SQL`), in the engine's
-    order."""
-    events = read_frame(
+    return stage_observed(
         con,
-        f"select model, event_id, event_ts, {EVENT_KEY_SQL} as ekey from {STAGE}.window_events "
-        "where window_key = ? order by event_ts, model, event_id",
-        [window_key],
+        config,
+        window,
+        pa.array(ev["model"].to_numpy(dtype=object), pa.string()),
+        pa.array(ev["event_id"].to_numpy(dtype=object), pa.string()),
+        ev["ts"].to_numpy(dtype=np.int64),
+        observed,
     )
-    return _normalize_events(events)
 
 
-def stage_observations(con: duckdb.DuckDBPyConnection, config: Any, window_key: str) -> dict[str, int]:
-    """Rules 1-2 for the staged window: replace its rows of `es_stage.identifier_observations`.
-
-    Standardization and blocking run in Python once per distinct (identifier_type, raw_value) of the window
-    (`observations.standardize_values`); the rows are joined to the result in DuckDB, so they never go
-    through pandas. Same rows as `extract_observations` on the staged identifiers (tested). Returns the
-    numbers of observations and of blocked ones."""
-    from identity_pipeline.core.event_stitching.observations import standardize_values
-
-    pairs = read_frame(
-        con,
-        f"select distinct identifier_type, raw_value from {STAGE}.window_identifiers "
-        "where window_key = ? and raw_value is not null",
-        [window_key],
-    )
-    std = standardize_values(pairs, config)
-    with transaction(con):
-        con.execute(
-            f"delete from {STAGE}.identifier_observations where window_key = ?", [window_key]
-        ).fetchall()
-        con.register("__es_std", std)
-        try:
-            con.execute(
-                f"""insert into {STAGE}.identifier_observations
-                select i.window_key, i.model, i.event_id, i.event_ts, i.identifier_type, s.value, s.blocked
-                from {STAGE}.window_identifiers i
-                join (select cast(identifier_type as VARCHAR) identifier_type, cast(raw_value as VARCHAR)
-                      raw_value, cast(value as VARCHAR) value, cast(blocked as BOOLEAN) blocked
-                      from __es_std) s
-                  on s.identifier_type = i.identifier_type and s.raw_value = i.raw_value
-                where i.window_key = ?
-                order by i.event_ts, i.model, i.event_id, i.identifier_type, s.value""",
-                [window_key],
-            ).fetchall()
-        finally:
-            con.unregister("__es_std")
-        _log_stage(con, window_key, "identifier_observations")
-        row = first_row(
-            con.execute(
-                f"select count(*), count(*) filter (where blocked) from {STAGE}.identifier_observations "
-                "where window_key = ?",
-                [window_key],
-            )
-        )
-    return {"observations": int(row[0]) if row else 0, "blocked": int(row[1] or 0) if row else 0}
-
-
-def _log_stage(con: duckdb.DuckDBPyConnection, window_key: str, step: str) -> None:
-    table = "window_events" if step == "window_events" else "identifier_observations"
+def _log_stage(con: duckdb.DuckDBPyConnection, window_key: str, step: str, rows: int) -> None:
     con.execute(
         f"delete from {STAGE}.stage_log where window_key = ? and step = ?", [window_key, step]
     ).fetchall()
     con.execute(
-        f"insert into {STAGE}.stage_log select ?, ?, count(*), now()::TIMESTAMP from {STAGE}.{table} "
-        "where window_key = ?",
-        [window_key, step, window_key],
+        f"insert into {STAGE}.stage_log values (?, ?, ?, now()::TIMESTAMP)", [window_key, step, rows]
     ).fetchall()
 
 
@@ -280,15 +422,48 @@ def require_staged(con: duckdb.DuckDBPyConnection, window_key: str, step: str) -
         )
 
 
-def staged_observations(con: duckdb.DuckDBPyConnection, window_key: str) -> pd.DataFrame:
-    """The window's observations, with the integer keys the engine uses instead of hashing the strings:
-    `ekey` (the event's, `EVENT_KEY_SQL`) and `vkey` (the value's, as in the live tables)."""
-    df = read_frame(
-        con,
-        f"select model, event_id, event_ts, identifier_type, value, blocked, {EVENT_KEY_SQL} as ekey, "
-        f"{_key_exprs('value_registry')['vkey']} as vkey from "
-        f"{STAGE}.identifier_observations where window_key = ? "
-        "order by event_ts, model, event_id, identifier_type, value",
-        [window_key],
-    )
-    return _normalize_events(df)
+def read_window_events(
+    con: duckdb.DuckDBPyConnection,
+    config: Any,
+    window_start: Any,
+    window_end: Any,
+    base_dir: Path | str = ".",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(events, events_long) of one window as frames, ordered like the engine orders them (for inspection and
+    tests): events (model, event_id, event_ts) and long raw identifiers (model, event_id, event_ts,
+    identifier_type, raw_value)."""
+    from identity_pipeline.core.event_stitching.store.windows import Window as _W
+
+    raw = read_window(con, config, _W("", window_start, window_end), base_dir)
+    seq = _processing_order(raw.model, raw.event_id, raw.event_ts)
+    order = np.argsort(seq)
+    m = np.asarray(raw.model.to_pylist(), dtype=object)
+    e = np.asarray(raw.event_id.to_pylist(), dtype=object)
+    ts = raw.event_ts.astype("datetime64[us]")
+    events = pd.DataFrame({"model": m[order], "event_id": e[order], "event_ts": ts[order]})
+    long_rows = []
+    for typ, parts in raw.raw.items():
+        for rows, vals in parts:
+            v = np.asarray(vals.to_pylist(), dtype=object)
+            ok = np.array([x is not None for x in v], dtype=bool)
+            long_rows.append(
+                pd.DataFrame(
+                    {
+                        "seq": seq[rows[ok]],
+                        "model": m[rows[ok]],
+                        "event_id": e[rows[ok]],
+                        "event_ts": ts[rows[ok]],
+                        "identifier_type": typ,
+                        "raw_value": v[ok],
+                    }
+                )
+            )
+    cols = ["model", "event_id", "event_ts", "identifier_type", "raw_value"]
+    if long_rows:
+        long = pd.concat(long_rows, ignore_index=True)
+        long = long.sort_values(["seq", "identifier_type", "raw_value"], kind="mergesort")[cols]
+    else:
+        long = pd.DataFrame({c: pd.Series([], dtype=object) for c in cols})
+    for df in (events, long):
+        df["event_ts"] = pd.to_datetime(df["event_ts"]).astype("datetime64[us]")
+    return events.reset_index(drop=True), long.reset_index(drop=True)

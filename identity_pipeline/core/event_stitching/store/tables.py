@@ -1,14 +1,25 @@
-"""Names, columns and keys of the Event Stitching tables, and `ensure_schema` that creates them."""
+"""Names and columns of the Event Stitching tables, and `ensure_schema` that creates them.
+
+Three schemas (see docs/event-stitching-storage.md):
+
+* `es_stage`: each window's staged events and observations (replaced per window), integer-coded values;
+* `es_state`: the value dictionary (every value once, with its integer id `vid`), the graph state after the
+  newest processed window (`registry`, `memberships`, `profiles`, `redirects`, `conflicts`: one row per key,
+  integer-coded, stamped with the window that last wrote it), the undo log of each window (the rows it
+  replaced), and the processed windows;
+* `es_output`: the per-window outputs (attribution, audit events, run metrics).
+
+The names DinMo documents are views in `main` (`views.py`) that turn the codes back into strings.
+"""
 
 from __future__ import annotations
 
 import duckdb
 
-from identity_pipeline.core.source_io import quote_ident
-
 STATE = "es_state"
 OUT = "es_output"
 STAGE = "es_stage"
+SCHEMA_VERSION = 2
 
 ATTRIBUTION_VIEW = "identity_event_profile_attribution"
 PROFILES_VIEW = "identity_event_profiles"
@@ -18,169 +29,137 @@ AUDIT_VIEW = "identity_event_profile_audit_events"
 METRICS_VIEW = "identity_event_profile_run_metrics"
 PUBLISHED = (ATTRIBUTION_VIEW, PROFILES_VIEW, VALUES_VIEW, REDIRECTS_VIEW, AUDIT_VIEW, METRICS_VIEW)
 
-# Columns of the state frames exchanged with the engine (GraphState) and their DuckDB types.
-STATE_COLUMNS: dict[str, dict[str, str]] = {
+# graph state tables: columns (DuckDB types) and key. `written_window` is the start of the window that last
+# wrote the row: rolling a window back deletes its rows and puts back the ones it replaced (`undo_<table>`).
+STATE_TABLES: dict[str, dict[str, str]] = {
+    "registry": {
+        "vid": "INTEGER",
+        "type_code": "SMALLINT",
+        "first_seen_at": "TIMESTAMP",
+        "last_seen_at": "TIMESTAMP",
+        "event_count": "BIGINT",
+        "quarantined": "BOOLEAN",
+        "quarantined_at": "TIMESTAMP",
+        "written_window": "TIMESTAMP",
+    },
+    "memberships": {
+        "pid": "BIGINT",
+        "vid": "INTEGER",
+        "type_code": "SMALLINT",
+        "status": "UTINYINT",
+        "first_seen_at": "TIMESTAMP",
+        "last_seen_at": "TIMESTAMP",
+        "event_count": "BIGINT",
+        "written_window": "TIMESTAMP",
+    },
     "profiles": {
-        "dinmo_stitched_profile_id": "VARCHAR",
-        "created_sequence": "BIGINT",
+        "pid": "BIGINT",
+        "pkey": "UBIGINT",
         "created_at": "TIMESTAMP",
         "first_seen_at": "TIMESTAMP",
         "last_seen_at": "TIMESTAMP",
-        "status": "VARCHAR",
-        "merged_to_dinmo_stitched_profile_id": "VARCHAR",
+        "status": "UTINYINT",
+        "merged_to": "BIGINT",
         "event_count": "BIGINT",
         "is_known": "BOOLEAN",
-    },
-    "profile_values": {
-        "dinmo_stitched_profile_id": "VARCHAR",
-        "identifier_type": "VARCHAR",
-        "value": "VARCHAR",
-        "status": "VARCHAR",
-        "first_seen_at": "TIMESTAMP",
-        "last_seen_at": "TIMESTAMP",
-        "event_count": "BIGINT",
-    },
-    "value_registry": {
-        "identifier_type": "VARCHAR",
-        "value": "VARCHAR",
-        "first_seen_at": "TIMESTAMP",
-        "last_seen_at": "TIMESTAMP",
-        "quarantined": "BOOLEAN",
-        "quarantined_at": "TIMESTAMP",
-        "event_count": "BIGINT",
+        "written_window": "TIMESTAMP",
     },
     "redirects": {
-        "from_id": "VARCHAR",
-        "to_id": "VARCHAR",
+        "from_pid": "BIGINT",
+        "to_pid": "BIGINT",
         "merged_at": "TIMESTAMP",
         "evidence_model": "VARCHAR",
         "evidence_event_id": "VARCHAR",
         "window_key": "VARCHAR",
+        "written_window": "TIMESTAMP",
     },
-}
-STATE_KEYS: dict[str, list[str]] = {
-    "profiles": ["dinmo_stitched_profile_id"],
-    "profile_values": ["dinmo_stitched_profile_id", "identifier_type", "value"],
-    "value_registry": ["identifier_type", "value"],
-    "redirects": ["from_id"],
-}
-# `live_<name>` tables hold the state left by the last processed window (no versions): what the next window
-# reads. Same columns as the versioned tables, plus the versioned table of conflicting values.
-LIVE_COLUMNS: dict[str, dict[str, str]] = {
-    **STATE_COLUMNS,
-    "value_conflicts": {
-        "identifier_type": "VARCHAR",
-        "value": "VARCHAR",
+    "conflicts": {
+        "vid": "INTEGER",
         "active_profiles": "BIGINT",
-        "is_conflict": "BOOLEAN",
         "expires_at": "TIMESTAMP",
+        "written_window": "TIMESTAMP",
     },
 }
-LIVE_KEYS: dict[str, list[str]] = {**STATE_KEYS, "value_conflicts": ["identifier_type", "value"]}
-# 64-bit hash keys stored beside the rows of the big live tables (`pkey` of a profile id, `vkey` of an
-# (identifier_type, value)). The live tables grow with history and DuckDB has no index join, so every lookup
-# is a scan: joining on one integer column instead of hashing and comparing the strings of every row makes
-# those scans several times cheaper. Keys are exact: `load_subgraph` checks that no live row shares a key
-# with a different window value, and `save_window` that no new profile shares one with another profile
-# (either fails loudly), so a key names one value / one profile. See docs/event-stitching-storage.md.
-LIVE_HASH_KEYS: dict[str, tuple[str, ...]] = {
-    "profiles": ("pkey",),
-    "profile_values": ("pkey", "vkey"),
-    "value_registry": ("vkey",),
+STATE_KEYS: dict[str, tuple[str, ...]] = {
+    "registry": ("vid",),
+    "memberships": ("pid", "vid"),
+    "profiles": ("pid",),
+    "redirects": ("from_pid",),
+    "conflicts": ("vid",),
 }
-_HASH_KEY_COLUMNS = {k for keys in LIVE_HASH_KEYS.values() for k in keys}
-# 64-bit key of an event within its window (`staged_events`, `staged_observations`); used by the engine only
-# when it names one event (`_event_keys_usable`), else the engine hashes the strings
-EVENT_KEY_SQL = "hash(model, event_id)"
-# DuckDB's hash() is not promised to be stable across versions: the live tables store this probe and are
-# rebuilt (`ensure_live`) when the running DuckDB hashes it differently.
-_HASH_PROBE = "hash('identity_pipeline', 'live keys')"
-ATTRIBUTION_COLUMNS: dict[str, str] = {
-    "model": "VARCHAR",
-    "event_id": "VARCHAR",
-    "event_ts": "TIMESTAMP",
-    "window_key": "VARCHAR",
-    "dinmo_stitched_profile_id": "VARCHAR",
-    "status": "VARCHAR",
-    "reason": "VARCHAR",
-    "decided_by_identifier_type": "VARCHAR",
-    "decided_by_value": "VARCHAR",
+
+_DDL = {
+    f"{STATE}.meta": "schema_version INTEGER",
+    f"{STATE}.identifier_types": "type_code SMALLINT, identifier_type VARCHAR",
+    f"{STATE}.value_dictionary": "vid INTEGER, h1 UBIGINT, h2 UBIGINT, type_code SMALLINT, value VARCHAR",
+    f"{STATE}.windows": (
+        "window_key VARCHAR, window_start TIMESTAMP, window_end TIMESTAMP, processed_at TIMESTAMP, "
+        "events BIGINT, status VARCHAR, duration_seconds DOUBLE, next_sequence BIGINT, "
+        "active_profiles BIGINT, known_profiles BIGINT"
+    ),
+    f"{STAGE}.events": (
+        "window_key VARCHAR, seq INTEGER, model VARCHAR, event_id VARCHAR, event_ts TIMESTAMP"
+    ),
+    # rows in (seq, type_code, tie) order; `tie` orders the values of one type on one event as strings
+    f"{STAGE}.observations": (
+        "window_key VARCHAR, seq INTEGER, vid INTEGER, type_code SMALLINT, blocked BOOLEAN, tie SMALLINT"
+    ),
+    f"{STAGE}.stage_log": "window_key VARCHAR, step VARCHAR, row_count BIGINT, staged_at TIMESTAMP",
+    f"{OUT}.attribution": (
+        "window_key VARCHAR, seq INTEGER, model VARCHAR, event_id VARCHAR, event_ts TIMESTAMP, pid BIGINT, "
+        "status UTINYINT, reason UTINYINT, type_code SMALLINT, vid INTEGER"
+    ),
+    f"{OUT}.audit_events": (
+        "window_key VARCHAR, ord INTEGER, event_ts TIMESTAMP, audit_code UTINYINT, type_code SMALLINT, "
+        "vid INTEGER, pid BIGINT, other_pid BIGINT, model VARCHAR, event_id VARCHAR, detail VARCHAR"
+    ),
+    f"{OUT}.run_metrics": (
+        "window_key VARCHAR, window_start TIMESTAMP, breakdown VARCHAR, breakdown_value VARCHAR, "
+        "metric VARCHAR, value DOUBLE"
+    ),
 }
-VERSION_COLUMNS = (
-    "version_window_start TIMESTAMP NOT NULL, version_window_key VARCHAR NOT NULL, "
-    "is_deleted BOOLEAN NOT NULL"
-)
 
 
 class WindowOrderError(RuntimeError):
     """A window was asked for before its predecessor was processed (or after it became outdated)."""
 
 
-def _cols_ddl(cols: dict[str, str]) -> str:
-    return ", ".join(f"{quote_ident(c)} {t}" for c, t in cols.items())
+class StoreVersionError(RuntimeError):
+    """The database holds Event Stitching tables of another storage layout."""
 
 
-def _key_exprs(name: str, alias: str = "") -> dict[str, str]:
-    """SQL of the hash keys of a live table's rows (`LIVE_HASH_KEYS`), over columns of `alias`."""
-    pre = f"{alias}." if alias else ""
-    exprs = {
-        "pkey": f"hash({pre}dinmo_stitched_profile_id)",
-        "vkey": f"hash({pre}identifier_type, {pre}value)",
-    }
-    return {k: exprs[k] for k in LIVE_HASH_KEYS.get(name, ())}
-
-
-def _live_ddl(name: str) -> str:
-    keys = ", ".join(f"{k} UBIGINT" for k in LIVE_HASH_KEYS.get(name, ()))
-    return _cols_ddl(LIVE_COLUMNS[name]) + (f", {keys}" if keys else "")
+def columns_ddl(cols: dict[str, str]) -> str:
+    return ", ".join(f"{c} {t}" for c, t in cols.items())
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the state, output and staging tables if missing (idempotent, cheap)."""
-    for schema in (STATE, OUT, STAGE):
-        con.execute(f"create schema if not exists {schema}").fetchall()
-    for name, cols in STATE_COLUMNS.items():
+    """Create the schemas and tables (idempotent). A database written by the previous storage layout
+    (versioned state tables) is refused with a clear error instead of being mixed with this one."""
+    old = con.execute(
+        "select count(*) from information_schema.tables "
+        "where table_schema = ? and table_name = 'live_profiles'",
+        [STATE],
+    ).fetchall()[0]
+    if old and old[0]:
+        raise StoreVersionError(
+            "this DuckDB file holds Event Stitching tables of an older storage layout "
+            f"({STATE}.live_profiles); "
+            f"drop the schemas {STAGE}, {STATE} and {OUT} (or use a new file) and re-run the windows"
+        )
+    for schema in (STAGE, STATE, OUT):
+        con.execute(f"create schema if not exists {schema}")
+    for name, ddl in _DDL.items():
+        con.execute(f"create table if not exists {name} ({ddl})")
+    for name, cols in STATE_TABLES.items():
+        con.execute(f"create table if not exists {STATE}.{name} ({columns_ddl(cols)})")
         con.execute(
-            f"create table if not exists {STATE}.{name} ({VERSION_COLUMNS}, {_cols_ddl(cols)})"
-        ).fetchall()
-    con.execute(
-        f"""create table if not exists {STATE}.value_conflicts ({VERSION_COLUMNS},
-            identifier_type VARCHAR, value VARCHAR, active_profiles BIGINT, is_conflict BOOLEAN,
-            expires_at TIMESTAMP)"""
-    ).fetchall()
-    for name in LIVE_COLUMNS:
-        con.execute(f"create table if not exists {STATE}.live_{name} ({_live_ddl(name)})").fetchall()
-    con.execute(f"create table if not exists {STATE}.live_as_of (valid_before TIMESTAMP)").fetchall()
-    con.execute(f"create table if not exists {STATE}.live_hash_probe (probe UBIGINT)").fetchall()
-    con.execute(
-        f"""create table if not exists {STATE}.windows (
-            window_key VARCHAR PRIMARY KEY, window_start TIMESTAMP NOT NULL, window_end TIMESTAMP NOT NULL,
-            processed_at TIMESTAMP, events BIGINT, status VARCHAR, duration_seconds DOUBLE,
-            next_sequence BIGINT, active_profiles BIGINT, known_profiles BIGINT, state_fingerprint HUGEINT)"""
-    ).fetchall()
-    con.execute(f"create table if not exists {OUT}.attribution ({_cols_ddl(ATTRIBUTION_COLUMNS)})").fetchall()
-    con.execute(
-        f"""create table if not exists {OUT}.run_metrics (window_key VARCHAR, window_start TIMESTAMP,
-            breakdown VARCHAR, breakdown_value VARCHAR, metric VARCHAR, value DOUBLE)"""
-    ).fetchall()
-    con.execute(
-        f"""create table if not exists {OUT}.audit_events (window_key VARCHAR, event_ts TIMESTAMP,
-            audit_type VARCHAR, identifier_type VARCHAR, value VARCHAR, dinmo_stitched_profile_id VARCHAR,
-            other_dinmo_stitched_profile_id VARCHAR, model VARCHAR, event_id VARCHAR, detail VARCHAR)"""
-    ).fetchall()
-    con.execute(
-        f"""create table if not exists {STAGE}.window_events (window_key VARCHAR, model VARCHAR,
-            event_id VARCHAR, event_ts TIMESTAMP)"""
-    ).fetchall()
-    con.execute(
-        f"""create table if not exists {STAGE}.window_identifiers (window_key VARCHAR, model VARCHAR,
-            event_id VARCHAR, event_ts TIMESTAMP, identifier_type VARCHAR, raw_value VARCHAR)"""
-    ).fetchall()
-    con.execute(
-        f"""create table if not exists {STAGE}.stage_log (window_key VARCHAR, step VARCHAR, row_count BIGINT,
-            staged_at TIMESTAMP)"""
-    ).fetchall()
-    con.execute(
-        f"""create table if not exists {STAGE}.identifier_observations (window_key VARCHAR, model VARCHAR,
-            event_id VARCHAR, event_ts TIMESTAMP, identifier_type VARCHAR, value VARCHAR, blocked BOOLEAN)"""
-    ).fetchall()
+            f"create table if not exists {STATE}.undo_{name} (undo_window TIMESTAMP, {columns_ddl(cols)})"
+        )
+    row = con.execute(f"select max(schema_version) from {STATE}.meta").fetchall()[0]
+    if row is None or row[0] is None:
+        con.execute(f"insert into {STATE}.meta values ({SCHEMA_VERSION})")
+    elif int(row[0]) != SCHEMA_VERSION:
+        raise StoreVersionError(
+            f"{STATE}.meta says storage layout {row[0]}, this version writes layout {SCHEMA_VERSION}; "
+            f"drop the schemas {STAGE}, {STATE} and {OUT} (or use a new file) and re-run the windows"
+        )

@@ -1,0 +1,63 @@
+"""Growable numpy columns (`Columns`) and singly linked row chains (`link`, `chain_rows`), the two building
+blocks of the run's in-memory graph (`graph_cache.py`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Columns:
+    """Named numpy arrays of one length that grow by doubling; rows past `n` hold each column's default."""
+
+    def __init__(self, spec: dict[str, tuple[type | str, object]]) -> None:
+        self._spec = {k: (np.dtype(d), f) for k, (d, f) in spec.items()}
+        self.n = 0
+        self._cap = 0
+        for k, (dt, fill) in self._spec.items():
+            setattr(self, k, np.full(0, fill, dtype=dt))
+
+    def ensure(self, size: int) -> None:
+        """Room for rows [0, size) (ids past the current length get the defaults)."""
+        if size > self._cap:
+            cap = max(size, 2 * self._cap, 1024)
+            for k, (dt, fill) in self._spec.items():
+                old = getattr(self, k)
+                new = np.full(cap, fill, dtype=dt)
+                new[: len(old)] = old
+                setattr(self, k, new)
+            self._cap = cap
+        self.n = max(self.n, size)
+
+    def append(self, count: int) -> np.ndarray:
+        """Ids of `count` new rows at the end."""
+        start = self.n
+        self.ensure(start + count)
+        return np.arange(start, start + count, dtype=np.int64)
+
+
+def link(head: np.ndarray, nxt: np.ndarray, rows: np.ndarray, owners: np.ndarray) -> None:
+    """Push `rows` onto the chains of their `owners` (in place): each owner's chain then starts with its new
+    rows, followed by what it held before."""
+    if len(rows) == 0:
+        return
+    o = np.argsort(owners, kind="stable")
+    rows, owners = rows[o], owners[o]
+    last = np.ones(len(rows), dtype=bool)
+    last[:-1] = owners[1:] != owners[:-1]
+    nxt[rows[~last]] = rows[1:][~last[:-1]]
+    nxt[rows[last]] = head[owners[last]]
+    first = np.ones(len(rows), dtype=bool)
+    first[1:] = owners[1:] != owners[:-1]
+    head[owners[first]] = rows[first]
+
+
+def chain_rows(head: np.ndarray, nxt: np.ndarray, owners: np.ndarray) -> np.ndarray:
+    """Every row on the chains of `owners` (distinct owners), walking all chains one step at a time."""
+    rows = head[owners]
+    rows = rows[rows >= 0]
+    out = []
+    while len(rows):
+        out.append(rows)
+        rows = nxt[rows]
+        rows = rows[rows >= 0]
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)

@@ -1,0 +1,187 @@
+"""Writing a run's in-memory graph back to the state tables (once, at the end of the run), and a window's undo
+log (`undo_rows`, after each window).
+
+For each table: the keys of the changed rows that were in DuckDB are deleted, then the current rows are
+inserted, all from Arrow (no row goes through Python objects).
+"""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from identity_pipeline.core.event_stitching.fast_path import NAT
+from identity_pipeline.core.event_stitching.store.graph_cache import GraphCache, Journal
+from identity_pipeline.core.event_stitching.store.tables import STATE
+
+
+def _ts(values: np.ndarray) -> pa.Array:
+    v = np.asarray(values, dtype=np.int64)
+    return pa.array(v.view("datetime64[us]"), mask=v == NAT, type=pa.timestamp("us"))
+
+
+def _nullable(values: np.ndarray, null: int = -1) -> pa.Array:
+    v = np.asarray(values, dtype=np.int64)
+    return pa.array(v, mask=v == null)
+
+
+def registry_table(rows: dict[str, np.ndarray]) -> pa.Table:
+    return pa.table(
+        {
+            "vid": pa.array(rows["vid"].astype(np.int32)),
+            "type_code": pa.array(rows["type_code"].astype(np.int16)),
+            "first_seen_at": _ts(rows["first_seen_at"]),
+            "last_seen_at": _ts(rows["last_seen_at"]),
+            "event_count": pa.array(rows["event_count"].astype(np.int64)),
+            "quarantined": pa.array(rows["quarantined"].astype(bool)),
+            "quarantined_at": _ts(rows["quarantined_at"]),
+            "written_window": _ts(rows["written_window"]),
+        }
+    )
+
+
+def membership_table(rows: dict[str, np.ndarray]) -> pa.Table:
+    return pa.table(
+        {
+            "pid": pa.array(rows["pid"].astype(np.int64)),
+            "vid": pa.array(rows["vid"].astype(np.int32)),
+            "type_code": pa.array(rows["type_code"].astype(np.int16)),
+            "status": pa.array(rows["status"].astype(np.uint8)),
+            "first_seen_at": _ts(rows["first_seen_at"]),
+            "last_seen_at": _ts(rows["last_seen_at"]),
+            "event_count": pa.array(rows["event_count"].astype(np.int64)),
+            "written_window": _ts(rows["written_window"]),
+        }
+    )
+
+
+def profile_table(rows: dict[str, np.ndarray]) -> pa.Table:
+    return pa.table(
+        {
+            "pid": pa.array(rows["pid"].astype(np.int64)),
+            "pkey": pa.array(rows["pkey"].astype(np.uint64)),
+            "created_at": _ts(rows["created_at"]),
+            "first_seen_at": _ts(rows["first_seen_at"]),
+            "last_seen_at": _ts(rows["last_seen_at"]),
+            "status": pa.array(rows["status"].astype(np.uint8)),
+            "merged_to": _nullable(rows["merged_to"]),
+            "event_count": pa.array(rows["event_count"].astype(np.int64)),
+            "is_known": pa.array(rows["is_known"].astype(bool)),
+            "written_window": _ts(rows["written_window"]),
+        }
+    )
+
+
+def redirect_table(items: list[tuple[int, list]]) -> pa.Table:
+    return pa.table(
+        {
+            "from_pid": pa.array([f for f, _ in items], pa.int64()),
+            "to_pid": pa.array([r[0] for _, r in items], pa.int64()),
+            "merged_at": _ts(np.array([r[1] for _, r in items], dtype=np.int64)),
+            "evidence_model": pa.array([r[2] for _, r in items], pa.string()),
+            "evidence_event_id": pa.array([r[3] for _, r in items], pa.string()),
+            "window_key": pa.array([r[4] for _, r in items], pa.string()),
+            "written_window": _ts(np.array([r[5] for _, r in items], dtype=np.int64)),
+        }
+    )
+
+
+def conflict_table(items: list[tuple[int, list]]) -> pa.Table:
+    return pa.table(
+        {
+            "vid": pa.array([v for v, _ in items], pa.int32()),
+            "active_profiles": pa.array([r[0] for _, r in items], pa.int64()),
+            "expires_at": _ts(np.array([r[1] for _, r in items], dtype=np.int64)),
+            "written_window": _ts(np.array([r[2] for _, r in items], dtype=np.int64)),
+        }
+    )
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table) -> None:
+    if data.num_rows == 0:
+        return
+    con.register("__es_rows", data)
+    try:
+        con.execute(f"insert into {STATE}.{table} by name select * from __es_rows").fetchall()
+    finally:
+        con.unregister("__es_rows")
+
+
+def _delete(con: duckdb.DuckDBPyConnection, table: str, keys: pa.Table) -> None:
+    if keys.num_rows == 0:
+        return
+    cond = " and ".join(f"t.{k} = d.{k}" for k in keys.column_names)
+    con.register("__es_keys", keys)
+    try:
+        con.execute(f"delete from {STATE}.{table} t using __es_keys d where {cond}").fetchall()
+    finally:
+        con.unregister("__es_keys")
+
+
+def undo_rows(con: duckdb.DuckDBPyConnection, journal: Journal, window_start_us: int) -> None:
+    """Append a window's undo log (the rows it replaced, as they were)."""
+    undo_ts = _ts(np.array([window_start_us], dtype=np.int64))
+
+    def with_window(t: pa.Table) -> pa.Table:
+        return t.append_column("undo_window", pa.repeat(undo_ts[0], t.num_rows))
+
+    def cat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    if journal.registry:
+        _insert(con, "undo_registry", with_window(registry_table(cat(journal.registry))))
+    if journal.profiles:
+        _insert(con, "undo_profiles", with_window(profile_table(cat(journal.profiles))))
+    if journal.memberships:
+        _insert(con, "undo_memberships", with_window(membership_table(cat(journal.memberships))))
+    if journal.redirects:
+        _insert(con, "undo_redirects", with_window(redirect_table(journal.redirects)))
+    if journal.conflicts:
+        _insert(con, "undo_conflicts", with_window(conflict_table(journal.conflicts)))
+
+
+def flush(con: duckdb.DuckDBPyConnection, cache: GraphCache) -> dict[str, int]:
+    """Write every row the run changed to the state tables. Returns the number of rows written per table."""
+    V, P, M = cache.v, cache.p, cache.m
+    written: dict[str, int] = {}
+    vids = np.flatnonzero(V.dirty[: V.n])
+    _delete(con, "registry", pa.table({"vid": pa.array(vids[V.in_db[vids]].astype(np.int32))}))
+    reg = vids[V.reg[vids]]
+    _insert(con, "registry", registry_table(cache.registry_image(reg)))
+    written["registry"] = len(reg)
+
+    pids = np.flatnonzero(P.dirty[: P.n])
+    _delete(con, "profiles", pa.table({"pid": pa.array(pids[P.in_db[pids]].astype(np.int64))}))
+    _insert(con, "profiles", profile_table(cache.profile_image(pids)))
+    written["profiles"] = len(pids)
+
+    rows = np.flatnonzero(M.dirty[: M.n])
+    old = rows[M.in_db[rows]]
+    if len(old):
+        pairs = np.unique(M.pid[old] * (int(V.n) + 1) + M.vid[old])
+        _delete(
+            con,
+            "memberships",
+            pa.table(
+                {
+                    "pid": pa.array((pairs // (int(V.n) + 1)).astype(np.int64)),
+                    "vid": pa.array((pairs % (int(V.n) + 1)).astype(np.int32)),
+                }
+            ),
+        )
+    live = rows[M.alive[rows]]
+    _insert(con, "memberships", membership_table(cache.membership_image(live)))
+    written["memberships"] = len(live)
+
+    red = [(f, r) for f, r in cache.redirects.items() if r[7]]
+    _delete(con, "redirects", pa.table({"from_pid": pa.array([f for f, r in red if r[6]], pa.int64())}))
+    _insert(con, "redirects", redirect_table(red))
+    written["redirects"] = len(red)
+
+    con_rows = [(v, r) for v, r in cache.conflicts.items() if r[4]]
+    gone = sorted(cache.conflicts_deleted | {v for v, r in con_rows if r[3]})
+    _delete(con, "conflicts", pa.table({"vid": pa.array(gone, pa.int32())}))
+    _insert(con, "conflicts", conflict_table(con_rows))
+    written["conflicts"] = len(con_rows)
+    return written

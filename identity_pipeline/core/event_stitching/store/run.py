@@ -1,0 +1,423 @@
+"""Stitching windows against the stored graph: `StitchRun`.
+
+A run processes one or more windows, oldest first, in **one DuckDB transaction**: it rolls back the windows it
+re-runs (and any later ones, which become `outdated`), then for each window reads the staged inputs, takes the
+subgraph the window reads from the run's in-memory graph (`graph_cache.py`, loading from the state tables what
+the run has not seen), runs the engine (`fast_path.stitch_arrays`), applies the outcome to the in-memory graph
+and appends the window's outputs and undo log; at the end it writes the changed state rows once (`flush.py`)
+and commits. A failure anywhere leaves the previous tables as they were.
+
+    with StitchRun(con, config, windows) as run:
+        for window in windows:
+            metrics = run.process(window)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from identity_pipeline.core.event_stitching.fast_path import (
+    NAT,
+    CreatedIdCollision,
+    Policy,
+    WindowEvents,
+    WindowOutcome,
+    stitch_arrays,
+)
+from identity_pipeline.core.event_stitching.fast_path.outcome import AUDIT_KINDS
+from identity_pipeline.core.event_stitching.fast_path.split import present
+from identity_pipeline.core.event_stitching.metrics import coded_window_metrics
+from identity_pipeline.core.event_stitching.store.apply import apply_outcome, recount_conflicts
+from identity_pipeline.core.event_stitching.store.dictionary import type_codes
+from identity_pipeline.core.event_stitching.store.flush import flush, undo_rows
+from identity_pipeline.core.event_stitching.store.graph_cache import GraphCache
+from identity_pipeline.core.event_stitching.store.subgraph import extract
+from identity_pipeline.core.event_stitching.store.tables import OUT, STAGE, STATE, ensure_schema
+from identity_pipeline.core.event_stitching.store.undo import delete_outputs, rollback_from
+from identity_pipeline.core.event_stitching.store.views import publish_views
+from identity_pipeline.core.event_stitching.store.windows import Window, check_predecessor
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+def micros(ts: datetime) -> int:
+    return int((ts - _EPOCH).total_seconds() * 1_000_000)
+
+
+class StagedWindow:
+    """A window's staged events (processing order) and observations, read back from `es_stage`."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, window_key: str) -> None:
+        ev = con.sql(
+            f"select model, event_id, event_ts from {STAGE}.events where window_key = ? order by seq",
+            params=[window_key],
+        ).to_arrow_table()
+        self.model = ev.column("model").combine_chunks()
+        self.event_id = ev.column("event_id").combine_chunks()
+        ts = ev.column("event_ts").combine_chunks().cast(pa.timestamp("us")).cast(pa.int64())
+        self.e_ts = np.asarray(ts.to_numpy(zero_copy_only=False), dtype=np.int64)
+        ob = con.sql(
+            f"select seq, vid, type_code, blocked, tie from {STAGE}.observations where window_key = ?",
+            params=[window_key],
+        ).to_arrow_table()
+        self.o_seq = ob.column("seq").to_numpy().astype(np.int64)
+        self.o_vid = ob.column("vid").to_numpy().astype(np.int64)
+        self.o_code = ob.column("type_code").to_numpy().astype(np.int64)
+        self.o_blocked = np.asarray(ob.column("blocked").to_numpy(), dtype=bool)
+        self.o_tie = ob.column("tie").to_numpy().astype(np.int64)
+        if len(self.o_seq) > 1 and (np.diff(self.o_seq) < 0).any():  # written in (seq, type, tie) order
+            o = np.lexsort((self.o_tie, self.o_code, self.o_seq))
+            for name in ("o_seq", "o_vid", "o_code", "o_blocked", "o_tie"):
+                setattr(self, name, getattr(self, name)[o])
+        self._models: np.ndarray | None = None
+        self._eids: np.ndarray | None = None
+
+    @property
+    def nE(self) -> int:
+        return len(self.e_ts)
+
+    def strings(self, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        idx = pa.array(np.asarray(e, dtype=np.int64))
+        return (
+            np.asarray(self.model.take(idx).to_pylist(), dtype=object),
+            np.asarray(self.event_id.take(idx).to_pylist(), dtype=object),
+        )
+
+
+class _Names:
+    def __init__(self, con: duckdb.DuckDBPyConnection, staged: StagedWindow, vids: np.ndarray) -> None:
+        self.con, self.staged, self.vids = con, staged, vids
+
+    def values(self, v: np.ndarray) -> np.ndarray:
+        vids = self.vids[np.asarray(v, dtype=np.int64)]
+        self.con.register("__es_vids", pa.table({"vid": pa.array(vids.astype(np.int32))}))
+        try:
+            t = self.con.sql(
+                f"select d.vid, d.value from {STATE}.value_dictionary d "
+                "semi join __es_vids i on i.vid = d.vid"
+            ).to_arrow_table()
+        finally:
+            self.con.unregister("__es_vids")
+        text = dict(zip(t.column("vid").to_pylist(), t.column("value").to_pylist(), strict=True))
+        return np.array([text[int(x)] for x in vids.tolist()], dtype=object)
+
+    def events(self, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.staged.strings(e)
+
+
+def created_keys(models: np.ndarray, event_ids: np.ndarray) -> np.ndarray:
+    """`reference.profile_id_for` of these events as 64-bit integers (the id's 16 hex digits)."""
+    return np.fromiter(
+        (
+            int(hashlib.sha256(f"{m}\x1f{e}".encode()).hexdigest()[:16], 16)
+            for m, e in zip(models.tolist(), event_ids.tolist(), strict=True)
+        ),
+        dtype=np.uint64,
+        count=len(models),
+    )
+
+
+class StitchRun:
+    """Process windows in order against the stored graph, in one transaction (see the module docstring)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, config: Any, windows: list[Window]) -> None:
+        self.con = con
+        self.config = config
+        self.policy = Policy.from_config(config)
+        self.windows = sorted(windows, key=lambda w: w.start)
+        self.timings: list[dict[str, float]] = []
+        ensure_schema(con)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            self._prepare()
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def __enter__(self) -> StitchRun:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.finish()
+        else:
+            self.con.execute("ROLLBACK")
+
+    def _prepare(self) -> None:
+        con = self.con
+        if not self.windows:
+            self.cache = None
+            return
+        first, last = self.windows[0], self.windows[-1]
+        check_predecessor(con, self.config, first)
+        rollback_from(con, first.start, keep_outputs_after=last.end)
+        codes = type_codes(con, list(self.config.identifiers))
+        walk = self.policy.index()
+        self.type_code = {t: codes[t] for t in self.policy.names}
+        self.code_of_walk = np.array([codes[t] for t in self.policy.names], dtype=np.int64)
+        self.cache = GraphCache(con, self.policy, {codes[t]: walk[t] for t in self.policy.names})
+        prev = con.execute(
+            f"select next_sequence, active_profiles, known_profiles from {STATE}.windows "
+            "where window_start < ? and status = 'processed' order by window_start desc limit 1",
+            [first.start],
+        ).fetchall()
+        self.next_seq = int(prev[0][0]) if prev else 1
+        self.active = int(prev[0][1] or 0) if prev else 0
+        self.known = int(prev[0][2] or 0) if prev else 0
+        self.released = self._released_vids()
+
+    def _released_vids(self) -> list[tuple[int, int | None]]:
+        rel = self.policy.releases()
+        if not rel:
+            return []
+        rows = self.con.execute(
+            f"""select r.i, d.vid from (select unnest(?) as i, unnest(?) as t, unnest(?) as v) r
+            join {STATE}.value_dictionary d
+              on d.h1 = (md5_number(r.t || chr(31) || r.v) >> 64)::UBIGINT
+             and d.h2 = (md5_number(r.t || chr(31) || r.v) & 18446744073709551615::UHUGEINT)::UBIGINT""",
+            [list(range(len(rel))), [t for t, _, _ in rel], [v for _, v, _ in rel]],
+        ).fetchall()
+        vid_of = {int(i): int(v) for i, v in rows}
+        return [(vid_of[i], rel[i][2]) for i in range(len(rel)) if i in vid_of]
+
+    # ---- one window ---------------------------------------------------------------------------------------
+
+    def process(self, window: Window) -> dict[str, float]:
+        t0 = time.perf_counter()
+        con, cache = self.con, self.cache
+        check_predecessor(con, self.config, window)
+        delete_outputs(con, window.key)
+        staged = StagedWindow(con, window.key)
+        t_read = time.perf_counter()
+        ts0 = micros(window.start)
+        cache.begin_window(ts0)
+        V = cache.v
+        if len(staged.o_vid):
+            V.ensure(int(staged.o_vid.max()) + 1)
+        window_vids = np.flatnonzero(present(staged.o_vid, V.n)) if len(staged.o_vid) else staged.o_vid
+        V.code[staged.o_vid] = staged.o_code
+        rel_vids = np.array([v for v, _ in self.released], dtype=np.int64)
+        ex = extract(cache, window_vids, rel_vids, self.next_seq)
+        outcome = self._stitch(window, staged, ex, window_vids, rel_vids)
+        t_engine = time.perf_counter()
+        changed, d_active, d_known = apply_outcome(
+            cache, ex, outcome, window_key=window.key, evidence=staged.strings
+        )
+        refreshed = ex.vids[outcome.changes.reg_rows]
+        active_conflicts = recount_conflicts(cache, changed, refreshed, micros(window.end))
+        self.active += d_active
+        self.known += d_known
+        self.next_seq = outcome.changes.next_seq
+        t_apply = time.perf_counter()
+        self._write_outputs(window, staged, ex, outcome)
+        undo_rows(con, cache.journal, ts0)
+        duration = time.perf_counter() - t0
+        metrics = self._metrics(window, staged, ex, outcome, active_conflicts, duration)
+        con.execute(
+            f"insert into {STATE}.windows values (?, ?, ?, now()::TIMESTAMP, ?, 'processed', ?, ?, ?, ?)",
+            [
+                window.key,
+                window.start,
+                window.end,
+                staged.nE,
+                duration,
+                self.next_seq,
+                self.active,
+                self.known,
+            ],
+        ).fetchall()
+        self.timings.append(
+            {
+                "read_s": t_read - t0,
+                "engine_s": t_engine - t_read,
+                "apply_s": t_apply - t_engine,
+                "write_s": time.perf_counter() - t_apply,
+                "subgraph_values": ex.sub.nV,
+                "subgraph_profiles": ex.sub.nP,
+                "subgraph_memberships": ex.sub.nM,
+            }
+        )
+        return metrics
+
+    def _stitch(self, window, staged, ex, window_vids, rel_vids) -> WindowOutcome:
+        cache = self.cache
+        extra = None
+        for _ in range(2):
+            local = ex.local_values(cache, staged.o_vid)
+            rel_local = ex.local_values(cache, rel_vids) if len(rel_vids) else rel_vids
+            win = WindowEvents(
+                e_ts=staged.e_ts,
+                o_e=staged.o_seq,
+                o_v=local,
+                o_blocked=staged.o_blocked,
+                o_tie=staged.o_tie,
+                names=_Names(self.con, staged, ex.vids),
+                key_of=lambda e: created_keys(*staged.strings(e)),
+                key_exists=None if extra is not None else self._key_exists,
+                released=[(int(r), at) for r, (_, at) in zip(rel_local.tolist(), self.released, strict=True)],
+            )
+            try:
+                return stitch_arrays(ex.sub, win, self.policy, window.key)
+            except CreatedIdCollision as c:
+                extra = self._pids_of_keys(c.keys)
+                ex = extract(cache, window_vids, rel_vids, self.next_seq, extra_pids=extra)
+        raise AssertionError("unreachable")
+
+    def _key_exists(self, keys: np.ndarray) -> np.ndarray:
+        """Profiles with these ids outside the subgraph: created earlier in the run, or in the state
+        tables."""
+        found = self.cache.created_keys.contains(keys)
+        if self.cache.db_max_pid >= 0 and len(keys):
+            self.con.register("__es_keys", pa.table({"pkey": pa.array(np.asarray(keys, dtype=np.uint64))}))
+            try:
+                t = self.con.sql(
+                    f"select p.pkey from {STATE}.profiles p semi join __es_keys k on k.pkey = p.pkey"
+                ).to_arrow_table()
+            finally:
+                self.con.unregister("__es_keys")
+            if t.num_rows:
+                found |= np.isin(keys, np.asarray(t.column("pkey").to_numpy(), dtype=np.uint64))
+        return found
+
+    def _pids_of_keys(self, keys: np.ndarray) -> np.ndarray:
+        P = self.cache.p
+        in_run = np.flatnonzero(np.isin(P.key[: P.n], keys) & (P.state[: P.n] > 0))
+        self.con.register("__es_keys", pa.table({"pkey": pa.array(np.asarray(keys, dtype=np.uint64))}))
+        try:
+            t = self.con.sql(
+                f"select p.pid from {STATE}.profiles p semi join __es_keys k on k.pkey = p.pkey"
+            ).to_arrow_table()
+        finally:
+            self.con.unregister("__es_keys")
+        db = np.asarray(t.column("pid").to_numpy(), dtype=np.int64)
+        return np.unique(np.concatenate([in_run, db]))
+
+    # ---- outputs ------------------------------------------------------------------------------------------
+
+    def _write_outputs(self, window: Window, staged: StagedWindow, ex, out: WindowOutcome) -> None:
+        con = self.con
+        n = staged.nE
+        types = np.where(out.a_type >= 0, self.code_of_walk[np.maximum(out.a_type, 0)], -1)
+        vids = np.where(out.a_value >= 0, ex.vids[np.maximum(out.a_value, 0)], -1)
+        attribution = pa.table(
+            {
+                "window_key": pa.array(np.full(n, window.key, dtype=object), pa.string()),
+                "seq": pa.array(np.arange(n, dtype=np.int32)),
+                "model": staged.model,
+                "event_id": staged.event_id,
+                "event_ts": pa.array(staged.e_ts.view("datetime64[us]")),
+                "pid": pa.array(out.a_profile, mask=out.a_profile < 0),
+                "status": pa.array(out.a_status.astype(np.uint8)),
+                "reason": pa.array(out.a_reason.astype(np.uint8)),
+                "type_code": pa.array(types.astype(np.int16), mask=types < 0),
+                "vid": pa.array(vids.astype(np.int32), mask=vids < 0),
+            }
+        )
+        e = out.au_e
+        has_e = e >= 0
+        ts = np.full(len(e), NAT, dtype=np.int64)
+        ts[has_e] = staged.e_ts[e[has_e]]
+        models = np.full(len(e), None, dtype=object)
+        eids = np.full(len(e), None, dtype=object)
+        if has_e.any():
+            models[has_e], eids[has_e] = staged.strings(e[has_e])
+        au_v = ex.vids[out.au_v]
+        audit = pa.table(
+            {
+                "window_key": pa.array(np.full(len(e), window.key, dtype=object), pa.string()),
+                "ord": pa.array(np.arange(len(e), dtype=np.int32)),
+                "event_ts": pa.array(ts.view("datetime64[us]"), mask=ts == NAT),
+                "audit_code": pa.array(out.au_kind.astype(np.uint8)),
+                "type_code": pa.array(self.code_of_walk[ex.sub.v_type[out.au_v]].astype(np.int16)),
+                "vid": pa.array(au_v.astype(np.int32)),
+                "pid": pa.array(out.au_p, mask=out.au_p < 0),
+                "other_pid": pa.array(out.au_other, mask=out.au_other < 0),
+                "model": pa.array(models, pa.string()),
+                "event_id": pa.array(eids, pa.string()),
+                "detail": pa.array(out.au_detail, pa.string()),
+            }
+        )
+        for name, table in (("attribution", attribution), ("audit_events", audit)):
+            if table.num_rows == 0:
+                continue
+            con.register("__es_out", table)
+            try:
+                con.execute(f"insert into {OUT}.{name} by name select * from __es_out").fetchall()
+            finally:
+                con.unregister("__es_out")
+
+    def _metrics(self, window, staged, ex, out, active_conflicts: int, duration: float) -> dict[str, float]:
+        model_names = [m.name for m in self.config.models]
+        e_model = np.asarray(
+            pd.Categorical(np.asarray(staged.model.to_pylist(), dtype=object), categories=model_names).codes,
+            dtype=np.int64,
+        )
+        o_v = ex.local_values(self.cache, staged.o_vid)
+        metrics, by_model, by_type = coded_window_metrics(
+            a_status=out.a_status,
+            a_reason=out.a_reason,
+            a_type=out.a_type,
+            e_model=e_model,
+            model_names=model_names,
+            au_kind=out.au_kind,
+            au_type=ex.sub.v_type[out.au_v],
+            au_value=out.au_v,
+            audit_kinds=AUDIT_KINDS,
+            o_type=ex.sub.v_type[o_v],
+            o_value=o_v,
+            o_blocked=staged.o_blocked,
+            type_names=self.policy.names,
+            profiles_created=out.profiles_created,
+            profiles_merged=out.profiles_merged,
+        )
+        metrics.update(
+            {
+                "active_profiles": float(self.active),
+                "known_profiles": float(self.known),
+                "known_profile_share": float(self.known / self.active) if self.active else 0.0,
+                "active_conflicts": float(active_conflicts),
+                "events_fast_path": float(out.events_fast_path),
+                "duration_seconds": float(duration),
+            }
+        )
+        rows = [("window", None, k, float(v)) for k, v in metrics.items()]
+        for breakdown, df, key in (
+            ("model", by_model, "model"),
+            ("identifier_type", by_type, "identifier_type"),
+        ):
+            for rec in df.to_dict("records"):
+                rows += [(breakdown, str(rec[key]), k, float(v)) for k, v in rec.items() if k != key]
+        table = pa.table(
+            {
+                "window_key": pa.array([window.key] * len(rows), pa.string()),
+                "window_start": pa.array([window.start] * len(rows), pa.timestamp("us")),
+                "breakdown": pa.array([r[0] for r in rows], pa.string()),
+                "breakdown_value": pa.array([r[1] for r in rows], pa.string()),
+                "metric": pa.array([r[2] for r in rows], pa.string()),
+                "value": pa.array([r[3] for r in rows], pa.float64()),
+            }
+        )
+        self.con.register("__es_metrics", table)
+        try:
+            self.con.execute(f"insert into {OUT}.run_metrics by name select * from __es_metrics").fetchall()
+        finally:
+            self.con.unregister("__es_metrics")
+        return {k: float(v) for k, v in metrics.items()}
+
+    # ---- end of the run -----------------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        t = time.perf_counter()
+        if self.cache is not None:
+            self.flushed = flush(self.con, self.cache)
+        publish_views(self.con, self.config)
+        self.con.execute("COMMIT")
+        self.flush_seconds = time.perf_counter() - t

@@ -1,0 +1,99 @@
+"""The subgraph one window's rules read (`fast_path.Subgraph`), taken from the run's in-memory graph.
+
+Values: the window's values (all their registry rows and memberships), the released values, and the values
+of the profile-wide memberships of the profiles holding a window value. Profiles: the holders (plus, after a
+created-id collision, the profiles whose ids collide). Everything is renumbered to local rows; the maps back
+to global ids are kept beside it (`Extracted`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from identity_pipeline.core.event_stitching.fast_path import Subgraph
+from identity_pipeline.core.event_stitching.fast_path.split import present
+from identity_pipeline.core.event_stitching.store.graph_cache import GraphCache
+
+
+@dataclass
+class Extracted:
+    sub: Subgraph
+    vids: np.ndarray  # local value row -> vid
+    pids: np.ndarray  # local profile row -> pid (created_sequence)
+    rows: np.ndarray  # local membership row -> row of the cache's memberships
+
+    def local_values(self, cache: GraphCache, vids: np.ndarray) -> np.ndarray:
+        """Local rows of these vids (all in the subgraph)."""
+        scratch = cache.v.scratch
+        scratch[self.vids] = np.arange(len(self.vids))
+        out = scratch[vids].copy()
+        scratch[self.vids] = -1
+        return out
+
+
+def extract(
+    cache: GraphCache,
+    window_vids: np.ndarray,
+    released_vids: np.ndarray,
+    next_seq: int,
+    extra_pids: np.ndarray | None = None,
+) -> Extracted:
+    """Load what the window reads (if the run has not yet) and return it as a `Subgraph`. `window_vids`:
+    distinct, their type codes set in the cache."""
+    cache.load_values(np.concatenate([window_vids, released_vids]))
+    V, P, M = cache.v, cache.p, cache.m
+    rows_w = cache.value_rows(window_vids)
+    holder_mask = present(M.pid[rows_w], P.n)
+    if extra_pids is not None and len(extra_pids):
+        cache.load_profiles(extra_pids)
+        holder_mask[extra_pids] = True
+    holders = np.flatnonzero(holder_mask)
+    cache.load_wide(holders)
+    rows_p = cache.wide_rows(holders)
+    in_w = present(window_vids, V.n)
+    rows_p = rows_p[~in_w[M.vid[rows_p]]]  # rows of window values are already in rows_w
+    rows = np.concatenate([rows_w, rows_p])
+    extra_v = M.vid[rows_p]
+    extra_v = np.flatnonzero(present(extra_v, V.n) & ~in_w)
+    rel = released_vids[~in_w[released_vids]] if len(released_vids) else released_vids
+    rel = rel[~present(extra_v, V.n)[rel]] if len(rel) else rel
+    vids = np.concatenate([window_vids, extra_v, np.unique(rel)])
+    scratch_v, scratch_p = V.scratch, P.scratch
+    scratch_v[vids] = np.arange(len(vids))
+    scratch_p[holders] = np.arange(len(holders))
+    m_v = scratch_v[M.vid[rows]]
+    m_p = scratch_p[M.pid[rows]]
+    scratch_v[vids] = -1
+    scratch_p[holders] = -1
+    walk = cache.code_walk[V.code[vids].astype(np.int64)]
+    if (walk < 0).any():
+        bad = vids[walk < 0][:5].tolist()
+        raise ValueError(f"values {bad} have identifier types the config does not know")
+    sub = Subgraph(
+        v_type=walk,
+        v_reg=V.reg[vids],
+        v_first=V.first[vids],
+        v_last=V.last[vids],
+        v_count=V.count[vids],
+        v_quar=V.quar[vids],
+        v_quar_at=V.quar_at[vids],
+        p_seq=holders.astype(np.int64),
+        p_key=P.key[holders],
+        p_created=P.created[holders],
+        p_first=P.first[holders],
+        p_last=P.last[holders],
+        p_status=P.status[holders],
+        p_merged_to=P.merged_to[holders],
+        p_count=P.count[holders],
+        p_known=P.known[holders],
+        m_p=m_p,
+        m_v=m_v,
+        m_status=M.status[rows],
+        m_first=M.first[rows],
+        m_last=M.last[rows],
+        m_count=M.count[rows],
+        next_seq=next_seq,
+    )
+    return Extracted(sub=sub, vids=vids, pids=holders.astype(np.int64), rows=rows)
