@@ -235,6 +235,7 @@ def recount_conflicts(cache: GraphCache, vids: np.ndarray, refreshed: np.ndarray
     the window wrote) get their expiry again. Returns the conflicts not expired at the window's end."""
     V, P, M = cache.v, cache.p, cache.m
     if len(vids):
+        cache.load_values(vids)  # every holder counts (a profile-wide value may have others in DuckDB)
         rows = cache.value_rows(vids)
         act = rows[(M.status[rows] == ACTIVE) & (P.status[M.pid[rows]] == PROFILE_ACTIVE)]
         scratch = V.scratch

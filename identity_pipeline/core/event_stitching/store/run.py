@@ -73,10 +73,8 @@ class StagedWindow:
         self.o_code = ob.column("type_code").to_numpy().astype(np.int64)
         self.o_blocked = np.asarray(ob.column("blocked").to_numpy(), dtype=bool)
         self.o_tie = ob.column("tie").to_numpy().astype(np.int64)
-        if len(self.o_seq) > 1 and (np.diff(self.o_seq) < 0).any():  # written in (seq, type, tie) order
-            o = np.lexsort((self.o_tie, self.o_code, self.o_seq))
-            for name in ("o_seq", "o_vid", "o_code", "o_blocked", "o_tie"):
-                setattr(self, name, getattr(self, name)[o])
+        if len(self.o_seq) > 1 and (np.diff(self.o_seq) < 0).any():
+            raise AssertionError(f"{STAGE}.observations of {window_key} are not in event order")
         self._models: np.ndarray | None = None
         self._eids: np.ndarray | None = None
 
@@ -111,6 +109,14 @@ class _Names:
 
     def events(self, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.staged.strings(e)
+
+
+def _take(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """values[idx], -1 where idx is -1."""
+    out = np.full(len(idx), -1, dtype=np.int64)
+    ok = idx >= 0
+    out[ok] = values[idx[ok]]
+    return out
 
 
 def created_keys(models: np.ndarray, event_ids: np.ndarray) -> np.ndarray:
@@ -305,8 +311,8 @@ class StitchRun:
     def _write_outputs(self, window: Window, staged: StagedWindow, ex, out: WindowOutcome) -> None:
         con = self.con
         n = staged.nE
-        types = np.where(out.a_type >= 0, self.code_of_walk[np.maximum(out.a_type, 0)], -1)
-        vids = np.where(out.a_value >= 0, ex.vids[np.maximum(out.a_value, 0)], -1)
+        types = _take(self.code_of_walk, out.a_type)
+        vids = _take(ex.vids, out.a_value)
         attribution = pa.table(
             {
                 "window_key": pa.array(np.full(n, window.key, dtype=object), pa.string()),

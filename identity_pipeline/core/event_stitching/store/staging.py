@@ -220,7 +220,8 @@ def _check_unique(
 def _observation_rows(
     con: duckdb.DuckDBPyConnection, seq: np.ndarray, observed: dict[str, Observed], codes: dict[str, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(seq, vid, type_code, blocked, tie) of the distinct observations, in (seq, type_code, tie) order."""
+    """(seq, vid, type_code, blocked, tie) of the distinct observations, in (seq, identifier_type, value)
+    order."""
     parts_seq, parts_code, parts_vid, parts_blocked, parts_vals, per_type = [], [], [], [], [], []
     for typ in sorted(observed):
         ob = observed[typ]
@@ -240,7 +241,12 @@ def _observation_rows(
     o_seq, o_code = np.concatenate(parts_seq), np.concatenate(parts_code)
     o_vid, o_blocked = np.concatenate(parts_vid), np.concatenate(parts_blocked)
     o_tie = _ties(o_seq, o_code, pa.concat_arrays(parts_vals))
-    order = np.lexsort((o_tie, o_code, o_seq))
+    # an event's values in (identifier_type, value) order: the order the reference reads them in (it decides
+    # the order of an event's audit rows), whatever codes the types got
+    name_rank = np.zeros(max(codes.values(), default=0) + 1, dtype=np.int64)
+    for rank, typ in enumerate(sorted(codes)):
+        name_rank[codes[typ]] = rank
+    order = np.lexsort((o_tie, name_rank[o_code], o_seq))
     o_seq, o_vid, o_code = o_seq[order], o_vid[order], o_code[order]
     o_blocked, o_tie = o_blocked[order], o_tie[order]
     # one observation per (event, value): two columns can carry the same value

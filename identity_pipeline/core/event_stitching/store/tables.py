@@ -100,7 +100,7 @@ _DDL = {
     f"{STAGE}.events": (
         "window_key VARCHAR, seq INTEGER, model VARCHAR, event_id VARCHAR, event_ts TIMESTAMP"
     ),
-    # rows in (seq, type_code, tie) order; `tie` orders the values of one type on one event as strings
+    # rows in (seq, identifier_type, value) order; `tie` orders the values of one type on one event as strings
     f"{STAGE}.observations": (
         "window_key VARCHAR, seq INTEGER, vid INTEGER, type_code SMALLINT, blocked BOOLEAN, tie SMALLINT"
     ),
