@@ -4,10 +4,14 @@
 
 * Data: `identity_pipeline.generators.events` (web + app events, Parquet, truth `person_id`), cached in
   `bench/.data/` (git-ignored).
-* Each run is a child process on a fresh DuckDB file. Windows run oldest first through the same store calls
-  the Dagster assets make (`window_events` -> `identifier_observations` -> `event_stitching_graph`):
-  `stage_window`, `stage_observations`, `staged_events` +
-  `staged_observations` + `process_window` (load subgraph -> `stitch_window` -> `save_window`).
+* Each run is a child process on a fresh DuckDB file, through the same store calls the Dagster assets make:
+  `validate_models`, `stage_window` per window (assets `window_events` + `identifier_observations`), then
+  `StitchRun` (asset `event_stitching_graph`): `--mode backfill` (default) stitches every window in one run
+  and one transaction, as `identity-pipeline run` and a Dagster range backfill do; `--mode daily` stitches
+  each window in its own run, as the daily schedule does. The final `CHECKPOINT` is timed too.
+* A window's time is its staging plus its stitching (read, engine, apply, write of outputs and undo log; in
+  daily mode also the run's flush of the state tables). In backfill mode the run's flush comes once, at the
+  end, and is part of the wall time.
 * Peak RSS: ru_maxrss of the child (DuckDB's native memory included), read right after the last window, before
   the accuracy step.
 * Accuracy: pairwise precision / recall of the resolved profile ids (excluded events count as singletons)
@@ -141,7 +145,6 @@ def child(args: argparse.Namespace) -> None:
         settings["memory_limit"] = args.memory_limit
     for name, value in settings.items():
         con.execute(f"set {name} = '{value}'")
-    memory_limit = settings.get("memory_limit")
     windows = store.config_windows(es)
     if args.windows:
         windows = windows[: args.windows]
@@ -151,52 +154,61 @@ def child(args: argparse.Namespace) -> None:
 
         profiler = cProfile.Profile()
         profiler.enable()
-    per_window = []
+    per_window: list[dict] = []
     fast = 0
+    flush_s = 0.0
     t_all = time.perf_counter()
     store.ensure_schema(con)
     store.validate_models(con, es, base)
-    for w in windows:
+
+    def stage(w) -> dict:
         t0 = time.perf_counter()
-        # asset window_events
-        counts = store.stage_window(con, es, w, base)
-        t1 = time.perf_counter()
-        # asset identifier_observations
-        store.require_staged(con, w.key, "window_events")
-        store.stage_observations(con, es, w.key)
-        t2 = time.perf_counter()
-        # asset event_stitching_graph
-        store.require_staged(con, w.key, "identifier_observations")
-        events = store.staged_events(con, w.key)
-        obs = store.staged_observations(con, w.key)
-        metrics = store.process_window(con, es, w, events, obs)
-        t3 = time.perf_counter()
+        counts = store.stage_window(con, es, w, base)  # assets window_events + identifier_observations
+        return {"window": w.key, "events": counts["events"], "stage_s": time.perf_counter() - t0}
+
+    def stitched(rec: dict, metrics: dict, timing: dict) -> None:
+        nonlocal fast
         fast += int(metrics.get("events_fast_path", 0) or 0)
-        per_window.append(
-            {
-                "window": w.key,
-                "events": counts["events"],
-                "seconds": t3 - t0,
-                "stage_s": t1 - t0,
-                "observations_s": t2 - t1,
-                "stitch_save_s": t3 - t2,
-                "engine_s": float(metrics.get("duration_seconds", 0.0)),
-                "rss_mb": _rss_mb(),
-                **store.LAST_TIMINGS,
-                "fast_path_events": int(metrics.get("events_fast_path", 0) or 0),
-            }
-        )
+        rec.update({f"stitch_{k}": v for k, v in timing.items()})
+        rec["stitch_s"] = sum(timing[k] for k in ("read_s", "engine_s", "apply_s", "write_s"))
+        rec["rss_mb"] = _rss_mb()
+        rec["fast_path_events"] = int(metrics.get("events_fast_path", 0) or 0)
+        per_window.append(rec)
         print(
-            f"  {w.key}: {counts['events']:>9,} events {t3 - t0:6.2f}s "
-            f"(stage {t1 - t0:.2f} obs {t2 - t1:.2f} stitch+save {t3 - t2:.2f}) "
-            f"RSS {per_window[-1]['rss_mb']:,.0f} MB | load {store.LAST_TIMINGS['load_s']:.2f} "
-            f"engine {store.LAST_TIMINGS['stitch_s']:.2f} carry {store.LAST_TIMINGS['carry_s']:.2f} "
-            f"save {store.LAST_TIMINGS['save_s']:.2f}, loaded {store.LAST_TIMINGS['loaded_profiles']:,.0f} "
-            f"profiles / {store.LAST_TIMINGS['loaded_memberships']:,.0f} memberships, "
-            f"reference {counts['events'] - per_window[-1]['fast_path_events']:,} events",
+            f"  {rec['window']}: {rec['events']:>9,} events stage {rec['stage_s']:.2f}s stitch "
+            f"{rec['stitch_s']:.2f}s (read {timing['read_s']:.2f} engine {timing['engine_s']:.2f} apply "
+            f"{timing['apply_s']:.2f} write {timing['write_s']:.2f}{rec.get('flush', '')}) RSS "
+            f"{rec['rss_mb']:,.0f} MB | subgraph {timing['subgraph_values']:,.0f} values "
+            f"{timing['subgraph_profiles']:,.0f} profiles {timing['subgraph_memberships']:,.0f} memberships, "
+            f"reference {rec['events'] - rec['fast_path_events']:,} events",
             file=sys.stderr,
             flush=True,
         )
+
+    if args.mode == "backfill":  # what `identity-pipeline run` and a Dagster range backfill do: one run
+        recs = [stage(w) for w in windows]
+        t_run = time.perf_counter()
+        run = store.StitchRun(con, es, windows)
+        for w, rec in zip(windows, recs, strict=True):
+            metrics = run.process(w)
+            stitched(rec, metrics, run.timings[-1])
+        run.finish()
+        flush_s = run.flush_seconds
+        run_s = time.perf_counter() - t_run
+    else:  # the daily schedule: each window staged and stitched in its own run
+        run_s = 0.0
+        for w in windows:
+            rec = stage(w)
+            t_run = time.perf_counter()
+            run = store.StitchRun(con, es, [w])
+            metrics = run.process(w)
+            run.finish()
+            rec["flush_s"] = run.flush_seconds
+            flush_s += run.flush_seconds
+            rec["flush"] = f" flush {run.flush_seconds:.2f}"
+            stitched(rec, metrics, run.timings[-1])
+            rec["stitch_s"] += run.flush_seconds
+            run_s += time.perf_counter() - t_run
     # the WAL the last windows left is written to the database file here (closing would do it): in the timing
     t_ck = time.perf_counter()
     con.execute("checkpoint").fetchall()
@@ -210,11 +222,13 @@ def child(args: argparse.Namespace) -> None:
         profiler.dump_stats(str(DATA / "bench_event_stitching.prof"))
         pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(45)
     n_events = sum(p["events"] for p in per_window)
-    stitched = _pairs(
+    t_acc = time.perf_counter()
+    stitched_acc = _pairs(
         con,
         "coalesce(a.resolved_dinmo_stitched_profile_id, 'excluded:' || t.model || ':' || t.event_id)",
         f"{_truth_sql(base)} t join main.identity_event_profile_attribution a using (model, event_id)",
     )
+    stitched_acc["seconds"] = time.perf_counter() - t_acc
     naive = naive_components(con, base) if not args.windows else {}
     last = con.execute(
         "select metric, value from main.identity_event_profile_run_metrics "
@@ -222,24 +236,28 @@ def child(args: argparse.Namespace) -> None:
         [windows[-1].key],
     ).fetchall()
     con.close()
+    seconds = [w["stage_s"] + w["stitch_s"] for w in per_window]
+    for w, sec in zip(per_window, seconds, strict=True):
+        w["seconds"] = sec
     print(
         json.dumps(
             {
+                "mode": args.mode,
                 "wall_s": wall,
-                "duckdb_memory_limit": memory_limit,
+                "duckdb_memory_limit": settings.get("memory_limit"),
                 "duckdb_checkpoint_threshold": settings.get("checkpoint_threshold"),
+                "stage_s": sum(w["stage_s"] for w in per_window),
+                "stitch_s": run_s,
+                "flush_s": flush_s,
                 "final_checkpoint_s": final_checkpoint_s,
                 "events": n_events,
                 "events_per_s": n_events / wall if wall else 0.0,
                 "peak_rss_mb": rss,
                 "events_fast_path": fast,
                 "windows": per_window,
-                "window_ratio_last_first": per_window[-1]["seconds"] / per_window[0]["seconds"],
-                # the same with the median of 5 windows at each end: a single window's time swings with
-                # whether its commit triggers a DuckDB checkpoint (every second window here)
-                "window_ratio_last5_first5": statistics.median(w["seconds"] for w in per_window[-5:])
-                / statistics.median(w["seconds"] for w in per_window[:5]),
-                "stitched": stitched,
+                "window_ratio_last_first": seconds[-1] / seconds[0],
+                "window_ratio_last5_first5": statistics.median(seconds[-5:]) / statistics.median(seconds[:5]),
+                "stitched": stitched_acc,
                 "naive": naive,
                 "last_window_metrics": {k: v for k, v in last},
             }
@@ -275,6 +293,13 @@ def main() -> int:
         default=None,
         help="DuckDB memory_limit, e.g. 2GB (default: the config's duckdb_memory_limit)",
     )
+    parser.add_argument(
+        "--mode",
+        choices=["backfill", "daily"],
+        default="backfill",
+        help="backfill: all windows in one run (identity-pipeline run, a Dagster range); "
+        "daily: one run per window (the schedule)",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the child, print the top")
     parser.add_argument("--windows", type=int, default=0, help="only the first N windows (no naive)")
     parser.add_argument(
@@ -294,6 +319,7 @@ def main() -> int:
     results = []
     for i in range(1, runs + 1):
         cmd = [sys.executable, __file__, "--child", "--config", str(out / "config.yaml"), "--db", str(db)]
+        cmd += ["--mode", args.mode]
         if args.memory_limit:
             cmd += ["--memory-limit", args.memory_limit]
         if args.profile:
@@ -308,7 +334,9 @@ def main() -> int:
         s, nv = res["stitched"], res["naive"]
         times = [w["seconds"] for w in res["windows"]]
         print(
-            f"run {i}: {res['wall_s']:.1f}s, {res['events_per_s']:,.0f} events/s, "
+            f"run {i} ({res['mode']}): {res['wall_s']:.1f}s (stage {res['stage_s']:.1f}s, stitch "
+            f"{res['stitch_s']:.1f}s incl. flush {res['flush_s']:.1f}s), "
+            f"{res['events_per_s']:,.0f} events/s, "
             f"peak RSS {res['peak_rss_mb']:,.0f} MB "
             f"(DuckDB memory_limit {res['duckdb_memory_limit'] or 'default'}, checkpoint_threshold "
             f"{res['duckdb_checkpoint_threshold'] or 'default'}; final checkpoint "

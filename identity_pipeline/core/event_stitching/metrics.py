@@ -177,10 +177,23 @@ def coded_window_metrics(
     Codes: `a_status` 0 stitched / 1 excluded, `a_reason` 1 + index into REASONS (0 none), types index
     `type_names`, models index `model_names`, audit kinds index `audit_kinds`; values are any integer ids.
     """
-    status = np.where(np.asarray(a_status) == 0, "stitched", "excluded").astype(object)
-    reason_names = np.array([None, *REASONS], dtype=object)
-    reasons = reason_names[np.asarray(a_reason, dtype=np.int64)]
-    metrics = _event_counts(status, reasons)
+    a_status = np.asarray(a_status, dtype=np.int64)
+    a_reason = np.asarray(a_reason, dtype=np.int64)
+
+    def event_counts(sel: np.ndarray | None) -> dict[str, float]:
+        st = a_status if sel is None else a_status[sel]
+        rs = a_reason if sel is None else a_reason[sel]
+        n = len(st)
+        stitched = int((st == 0).sum())
+        by_reason = np.bincount(rs, minlength=len(REASONS) + 1)
+        out: dict[str, float] = {"events_processed": n, "events_stitched": stitched}
+        out["events_excluded"] = n - stitched
+        for i, r in enumerate(REASONS, start=1):
+            out[f"events_excluded_{r}"] = int(by_reason[i])
+        out["stitch_rate"] = stitched / n if n else 0.0
+        return out
+
+    metrics = event_counts(None)
     metrics["profiles_created"] = profiles_created
     metrics["profiles_merged"] = profiles_merged
     metrics["observations"] = len(o_type)
@@ -196,17 +209,10 @@ def coded_window_metrics(
             metrics[name] = len(np.unique(au_value[sel])) if sel.any() else 0
 
     e_model = np.asarray(e_model, dtype=np.int64)
-    present_models = sorted({model_names[m] for m in np.unique(e_model).tolist()})
+    per_model = np.bincount(e_model, minlength=len(model_names)) if len(e_model) else np.zeros(0, np.int64)
+    present_models = sorted(model_names[m] for m in np.flatnonzero(per_model))
     by_model = pd.DataFrame(
-        [
-            {
-                "model": m,
-                **_event_counts(
-                    status[e_model == model_names.index(m)], reasons[e_model == model_names.index(m)]
-                ),
-            }
-            for m in present_models
-        ],
+        [{"model": m, **event_counts(e_model == model_names.index(m))} for m in present_models],
         columns=["model", "events_processed", "events_stitched", "events_excluded"]
         + [f"events_excluded_{r}" for r in REASONS]
         + ["stitch_rate"],
@@ -218,17 +224,25 @@ def coded_window_metrics(
     n_types = len(type_names)
     n_obs = np.bincount(o_type, minlength=n_types)
     n_blocked = np.bincount(o_type[o_blocked], minlength=n_types)
+    # distinct values per type (value ids are small non-negative integers: a mask, no sort)
+    if len(o_value):
+        seen = np.zeros(int(o_value.max()) + 1, dtype=bool)
+        seen[o_value] = True
+        type_of = np.zeros(len(seen), dtype=np.int64)
+        type_of[o_value] = o_type
+        distinct = np.bincount(type_of[seen], minlength=n_types)
+    else:
+        distinct = np.zeros(n_types, dtype=np.int64)
     a_type = np.asarray(a_type, dtype=np.int64)
     stitched_types = a_type[(np.asarray(a_status) == 0) & (a_type >= 0)]
     decided = np.bincount(stitched_types, minlength=n_types)
     used = set(np.flatnonzero(n_obs).tolist()) | set(au_type[au_type >= 0].tolist())
     rows = []
     for t in sorted(used, key=lambda i: type_names[i]):
-        sel_o = o_type == t
         row = {
             "identifier_type": type_names[t],
             "observations": int(n_obs[t]),
-            "distinct_values": len(np.unique(o_value[sel_o])) if sel_o.any() else 0,
+            "distinct_values": int(distinct[t]),
             "blocked_observations": int(n_blocked[t]),
             "events_decided": int(decided[t]),
         }

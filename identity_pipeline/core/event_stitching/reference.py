@@ -8,12 +8,12 @@ every choice the spec leaves open.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from identity_pipeline.config.event_stitching import EventStitchingConfig
+from identity_pipeline.core.event_stitching.hashing import profile_key
 from identity_pipeline.core.event_stitching.rules.compatibility import compatible, fits
 from identity_pipeline.core.event_stitching.rules.demotion import values_to_demote
 from identity_pipeline.core.event_stitching.rules.lifetime import is_expired
@@ -46,9 +46,10 @@ AttributionRow = tuple
 AuditRow = tuple
 
 
-def profile_id_for(model: str, event_id: str) -> str:
-    """Rule 7: deterministic id of the profile an event creates."""
-    return PROFILE_PREFIX + hashlib.sha256(f"{model}\x1f{event_id}".encode()).hexdigest()[:16]
+def profile_id_for(model: str, event_id: str, salt: int | None = None) -> str:
+    """Rule 7: deterministic id of the profile an event creates: `esp_` + 16 hex digits of a 64-bit hash of
+    (model, event_id) (`hashing.profile_key`; with `salt`, the variant used when that id exists already)."""
+    return f"{PROFILE_PREFIX}{profile_key(model, event_id, salt):016x}"
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -383,13 +384,10 @@ def rule_6_walk(g: Graph, ctx: Context, ts, model, eid, usable: list[Key]):
 
 
 def rule_7_create(g: Graph, ctx: Context, ts: int, model: str, eid: str) -> str:
-    """Rule 7: no compatible profile reached -> create one, id = esp_ + sha256(model \\x1f event_id)[:16]."""
+    """Rule 7: no compatible profile reached -> create one with a deterministic id (`profile_id_for`)."""
     pid = profile_id_for(model, eid)
     if pid in g.profiles:  # same (model, event_id) created a profile in an earlier window: keep ids unique
-        pid = (
-            PROFILE_PREFIX
-            + hashlib.sha256(f"{model}\x1f{eid}\x1f{g.next_sequence}".encode()).hexdigest()[:16]
-        )
+        pid = profile_id_for(model, eid, salt=g.next_sequence)
     g.profiles[pid] = Profile(pid, g.next_sequence, ts, ts, ts, "active", None, 0, False)
     g.next_sequence += 1
     ctx.profiles_created += 1

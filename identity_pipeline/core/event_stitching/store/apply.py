@@ -152,10 +152,10 @@ def _carry(cache: GraphCache, losers: np.ndarray, survivors: np.ndarray, next_se
     # the survivor's row of the same value, if any
     rows = cache.value_rows(vids)
     rows = rows[final[M.pid[rows]] < 0]  # not the merged profiles' own rows
-    key = M.pid[rows] * (V.n + 1) + M.vid[rows]
+    key = M.pid[rows].astype(np.int64) * (V.n + 1) + M.vid[rows]
     order = np.argsort(key)
     key_sorted, rows_sorted = key[order], rows[order]
-    want = target * (V.n + 1) + M.vid[left]
+    want = target.astype(np.int64) * (V.n + 1) + M.vid[left]
     match = np.full(len(left), -1, dtype=np.int64)
     if len(key_sorted):
         pos = np.minimum(np.searchsorted(key_sorted, want), len(key_sorted) - 1)

@@ -4,29 +4,41 @@ blocks of the run's in-memory graph (`graph_cache.py`)."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 
 class Columns:
-    """Named numpy arrays of one length that grow by doubling; rows past `n` hold each column's default."""
+    """Named numpy arrays of one length `n` that grow by doubling; rows [n, size) get each column's default
+    when `ensure(size)` makes room for them.
+
+    Capacity beyond `n` is allocated with `np.empty` and never written before it is used, so reserving room
+    for a whole run up front (`reserve`) costs address space, not memory."""
 
     def __init__(self, spec: dict[str, tuple[type | str, object]]) -> None:
         self._spec = {k: (np.dtype(d), f) for k, (d, f) in spec.items()}
         self.n = 0
         self._cap = 0
-        for k, (dt, fill) in self._spec.items():
-            setattr(self, k, np.full(0, fill, dtype=dt))
+        for k, (dt, _) in self._spec.items():
+            setattr(self, k, np.empty(0, dtype=dt))
+
+    def reserve(self, capacity: int) -> None:
+        if capacity > self._cap:
+            for k, (dt, _) in self._spec.items():
+                old = getattr(self, k)
+                new = np.empty(capacity, dtype=dt)
+                new[: self.n] = old[: self.n]
+                setattr(self, k, new)
+            self._cap = capacity
 
     def ensure(self, size: int) -> None:
-        """Room for rows [0, size) (ids past the current length get the defaults)."""
+        """Room for rows [0, size); the rows past the current length get the defaults."""
+        if size <= self.n:
+            return
         if size > self._cap:
-            cap = max(size, 2 * self._cap, 1024)
-            for k, (dt, fill) in self._spec.items():
-                old = getattr(self, k)
-                new = np.full(cap, fill, dtype=dt)
-                new[: len(old)] = old
-                setattr(self, k, new)
-            self._cap = cap
-        self.n = max(self.n, size)
+            self.reserve(max(size, 2 * self._cap, 1024))
+        for k, (_, fill) in self._spec.items():
+            getattr(self, k)[self.n : size] = fill
+        self.n = size
 
     def append(self, count: int) -> np.ndarray:
         """Ids of `count` new rows at the end."""
@@ -39,6 +51,11 @@ def link(head: np.ndarray, nxt: np.ndarray, rows: np.ndarray, owners: np.ndarray
     """Push `rows` onto the chains of their `owners` (in place): each owner's chain then starts with its new
     rows, followed by what it held before."""
     if len(rows) == 0:
+        return
+    owners = np.asarray(owners, dtype=np.int64)
+    if not pd.Index(owners).has_duplicates:  # the usual case for values: one new row each, no sort needed
+        nxt[rows] = head[owners]
+        head[owners] = rows
         return
     o = np.argsort(owners, kind="stable")
     rows, owners = rows[o], owners[o]
@@ -60,4 +77,4 @@ def chain_rows(head: np.ndarray, nxt: np.ndarray, owners: np.ndarray) -> np.ndar
         out.append(rows)
         rows = nxt[rows]
         rows = rows[rows >= 0]
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+    return np.concatenate(out).astype(np.int64) if out else np.zeros(0, dtype=np.int64)

@@ -43,49 +43,52 @@ def value_ids(con: duckdb.DuckDBPyConnection, parts: list[tuple[str, int, pa.Arr
     if not parts:
         return []
     lens = [len(v) for _, _, v in parts]
+    starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
     table = pa.table(
         {
+            "d": pa.array(np.arange(sum(lens), dtype=np.int64)),
             "k": pa.array(np.repeat(np.arange(len(parts), dtype=np.int32), lens)),
-            "pos": pa.array(np.concatenate([np.arange(n, dtype=np.int64) for n in lens])),
-            "identifier_type": pa.array(np.repeat(np.array([t for t, _, _ in parts], dtype=object), lens)),
-            "type_code": pa.array(np.repeat(np.array([c for _, c, _ in parts], dtype=np.int16), lens)),
             "value": pa.concat_arrays([v.cast(pa.string()) for _, _, v in parts]),
         }
     )
+    names = ", ".join(f"({i}, '{t.replace(chr(39), chr(39) * 2)}')" for i, (t, _, _) in enumerate(parts))
     con.register("__es_values", table)
     try:
-        con.execute(
-            f"""create or replace temp table __es_keyed as
-            select k, pos, type_code, value, (h >> 64)::UBIGINT as h1, (h & {_LOW64})::UBIGINT as h2
-            from (select *, md5_number(identifier_type || chr(31) || value) as h from __es_values)"""
-        ).fetchall()
-        con.execute(
-            f"""create or replace temp table __es_ids as
-            select x.k, x.pos, x.type_code, x.value, x.h1, x.h2, d.vid
-            from __es_keyed x left join {STATE}.value_dictionary d on d.h1 = x.h1 and d.h2 = x.h2"""
-        ).fetchall()
-        con.execute(
-            f"""create or replace temp table __es_new as
-            select (select coalesce(max(vid), -1) from {STATE}.value_dictionary)
-                   + row_number() over (order by h1, h2) as vid, h1, h2, type_code, value
-            from __es_ids where vid is null"""
-        ).fetchall()
-        con.execute(
-            f"insert into {STATE}.value_dictionary select vid, h1, h2, type_code, value from __es_new"
-        ).fetchall()
         res = con.sql(
-            """select i.k, i.pos, coalesce(i.vid, n.vid) as vid
-            from __es_ids i left join __es_new n on i.vid is null and n.h1 = i.h1 and n.h2 = i.h2"""
+            f"""select x.d, x.h1, x.h2, d.vid from (
+                    select y.d, (y.h >> 64)::UBIGINT as h1, (y.h & {_LOW64})::UBIGINT as h2
+                    from (select v.d, md5_number(t.name || chr(31) || v.value) as h
+                          from __es_values v join (values {names}) t(k, name) using (k)) y
+                ) x left join {STATE}.value_dictionary d on d.h1 = x.h1 and d.h2 = x.h2"""
         ).to_arrow_table()
+        dense = res.column("d").to_numpy()
+        vid_col = res.column("vid").combine_chunks()
+        found = ~np.asarray(vid_col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        vid = np.full(len(table), -1, dtype=np.int64)
+        vid[dense[found]] = np.asarray(vid_col.fill_null(0).to_numpy(zero_copy_only=False), np.int64)[found]
+        new = np.flatnonzero(vid < 0)  # in (type, first sighting) order: the same ids for the same input
+        if len(new):
+            top = con.execute(f"select max(vid) from {STATE}.value_dictionary").fetchall()[0][0]
+            vid[new] = (-1 if top is None else int(top)) + 1 + np.arange(len(new))
+            h1 = np.empty(len(table), dtype=np.uint64)
+            h2 = np.empty(len(table), dtype=np.uint64)
+            h1[dense] = res.column("h1").to_numpy()
+            h2[dense] = res.column("h2").to_numpy()
+            code = np.repeat(np.array([c for _, c, _ in parts], dtype=np.int16), lens)
+            added = pa.table(
+                {
+                    "vid": pa.array(vid[new].astype(np.int32)),
+                    "h1": pa.array(h1[new]),
+                    "h2": pa.array(h2[new]),
+                    "type_code": pa.array(code[new]),
+                    "value": table.column("value").take(pa.array(new)),
+                }
+            )
+            con.register("__es_new_values", added)
+            try:
+                con.execute(f"insert into {STATE}.value_dictionary select * from __es_new_values").fetchall()
+            finally:
+                con.unregister("__es_new_values")
     finally:
         con.unregister("__es_values")
-        for t in ("__es_keyed", "__es_ids", "__es_new"):
-            con.execute(f"drop table if exists {t}").fetchall()
-    k = res.column("k").to_numpy()
-    pos = res.column("pos").to_numpy()
-    vid = res.column("vid").to_numpy()
-    out = [np.empty(n, dtype=np.int64) for n in lens]
-    for i in range(len(parts)):
-        sel = k == i
-        out[i][pos[sel]] = vid[sel]
-    return out
+    return [vid[a : a + n] for a, n in zip(starts.tolist(), lens, strict=True)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from identity_pipeline.core.event_stitching.fast_path import NAT
@@ -159,16 +160,11 @@ def flush(con: duckdb.DuckDBPyConnection, cache: GraphCache) -> dict[str, int]:
     rows = np.flatnonzero(M.dirty[: M.n])
     old = rows[M.in_db[rows]]
     if len(old):
-        pairs = np.unique(M.pid[old] * (int(V.n) + 1) + M.vid[old])
+        keys = pd.DataFrame({"pid": M.pid[old].astype(np.int64), "vid": M.vid[old]}).drop_duplicates()
         _delete(
             con,
             "memberships",
-            pa.table(
-                {
-                    "pid": pa.array((pairs // (int(V.n) + 1)).astype(np.int64)),
-                    "vid": pa.array((pairs % (int(V.n) + 1)).astype(np.int32)),
-                }
-            ),
+            pa.table({"pid": pa.array(keys["pid"].to_numpy()), "vid": pa.array(keys["vid"].to_numpy())}),
         )
     live = rows[M.alive[rows]]
     _insert(con, "memberships", membership_table(cache.membership_image(live)))

@@ -95,7 +95,7 @@ class GraphCache:
                 "ww": (_I64, NAT),
                 "dirty": (bool, False),
                 "in_db": (bool, False),
-                "head": (_I64, -1),
+                "head": (np.int32, -1),
                 "conflict": (bool, False),  # in `conflicts`
                 "scratch": (_I64, -1),
             }
@@ -114,15 +114,16 @@ class GraphCache:
                 "ww": (_I64, NAT),
                 "dirty": (bool, False),
                 "in_db": (bool, False),
-                "head_all": (_I64, -1),
-                "head_wide": (_I64, -1),
+                "head_all": (np.int32, -1),
+                "head_wide": (np.int32, -1),
                 "scratch": (_I64, -1),
             }
         )
+        # memberships: the most rows by far, so the narrowest types (ids fit 32 bits)
         self.m = Columns(
             {
-                "pid": (_I64, -1),
-                "vid": (_I64, -1),
+                "pid": (np.int32, -1),
+                "vid": (np.int32, -1),
                 "code": (np.int16, -1),
                 "status": (np.int8, ACTIVE),
                 "first": (_I64, NAT),
@@ -132,9 +133,9 @@ class GraphCache:
                 "alive": (bool, False),
                 "dirty": (bool, False),
                 "in_db": (bool, False),
-                "next_v": (_I64, -1),
-                "next_all": (_I64, -1),
-                "next_wide": (_I64, -1),
+                "next_v": (np.int32, -1),
+                "next_all": (np.int32, -1),
+                "next_wide": (np.int32, -1),
             }
         )
         # redirects (from_pid -> [to_pid, merged_at, model, event_id, window_key, ww, in_db, dirty]) and
@@ -144,7 +145,7 @@ class GraphCache:
         self.redirects_loaded_into: set[int] = set()
         self.conflicts: dict[int, list] = {}
         self.conflicts_deleted: set[int] = set()
-        self.created_keys = KeySet()
+        self.created_keys = KeySet(capacity=1 << 22)  # ids created by the run (32 MB, grows if needed)
         self.journal = Journal()
         self.window_ts = NAT
         # the state tables' extent when the run started: ids past them cannot be in DuckDB
@@ -357,6 +358,12 @@ class GraphCache:
         self.v.conflict[np.asarray(vid, dtype=_I64)] = True
 
     # ---- reading ----------------------------------------------------------------------------------------
+
+    def reserve(self, values: int, profiles: int, memberships: int) -> None:
+        """Room for the ids and rows a run expects (no memory is used until rows are written)."""
+        self.v.reserve(values)
+        self.p.reserve(profiles)
+        self.m.reserve(memberships)
 
     def value_rows(self, vids: np.ndarray) -> np.ndarray:
         """Alive membership rows of these (loaded, distinct) values."""

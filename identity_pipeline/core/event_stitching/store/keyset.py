@@ -7,6 +7,7 @@ derive another one), without a Python set of millions of ints or a sort per wind
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 _EMPTY = np.uint64(0xFFFF_FFFF_FFFF_FFFF)  # the one key the set cannot hold (see `add`)
 _MIX = np.uint64(0x9E37_79B9_7F4A_7C15)
@@ -39,8 +40,8 @@ class KeySet:
         return found
 
     def add(self, keys: np.ndarray) -> None:
-        keys = np.unique(np.asarray(keys, dtype=np.uint64))
-        if len(keys) and keys[-1] == _EMPTY:
+        keys = pd.unique(np.asarray(keys, dtype=np.uint64))
+        if len(keys) and (keys == _EMPTY).any():
             raise ValueError("KeySet cannot hold 0xFFFFFFFFFFFFFFFF")
         keys = keys[~self.contains(keys)]
         if self.size + len(keys) > len(self._slots) // 2:
@@ -52,9 +53,10 @@ class KeySet:
             p = pos[todo]
             free = self._slots[p] == _EMPTY
             # several keys may want one free slot: the first of each takes it, the others probe on
-            cand, first = np.unique(p[free], return_index=True)
+            want = p[free]
+            first = ~pd.Index(want).duplicated()
             winners = todo[free][first]
-            self._slots[cand] = keys[winners]
+            self._slots[want[first]] = keys[winners]
             placed = np.zeros(len(keys), dtype=bool)
             placed[winners] = True
             todo = todo[~placed[todo]]

@@ -14,15 +14,14 @@ and commits. A failure anywhere leaves the previous tables as they were.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from datetime import datetime
 from typing import Any
 
 import duckdb
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from identity_pipeline.core.event_stitching.fast_path import (
     NAT,
@@ -33,6 +32,7 @@ from identity_pipeline.core.event_stitching.fast_path import (
     stitch_arrays,
 )
 from identity_pipeline.core.event_stitching.fast_path.outcome import AUDIT_KINDS
+from identity_pipeline.core.event_stitching.hashing import profile_keys
 from identity_pipeline.core.event_stitching.fast_path.split import present
 from identity_pipeline.core.event_stitching.metrics import coded_window_metrics
 from identity_pipeline.core.event_stitching.store.apply import apply_outcome, recount_conflicts
@@ -82,6 +82,11 @@ class StagedWindow:
     def nE(self) -> int:
         return len(self.e_ts)
 
+    def created_keys(self, e: np.ndarray) -> np.ndarray:
+        """The ids (`reference.profile_id_for`, 64 bits) of the profiles events `e` would create."""
+        idx = pa.array(np.asarray(e, dtype=np.int64))
+        return profile_keys(self.model.take(idx), self.event_id.take(idx))
+
     def strings(self, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         idx = pa.array(np.asarray(e, dtype=np.int64))
         return (
@@ -117,18 +122,6 @@ def _take(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
     ok = idx >= 0
     out[ok] = values[idx[ok]]
     return out
-
-
-def created_keys(models: np.ndarray, event_ids: np.ndarray) -> np.ndarray:
-    """`reference.profile_id_for` of these events as 64-bit integers (the id's 16 hex digits)."""
-    return np.fromiter(
-        (
-            int(hashlib.sha256(f"{m}\x1f{e}".encode()).hexdigest()[:16], 16)
-            for m, e in zip(models.tolist(), event_ids.tolist(), strict=True)
-        ),
-        dtype=np.uint64,
-        count=len(models),
-    )
 
 
 class StitchRun:
@@ -178,6 +171,19 @@ class StitchRun:
         self.next_seq = int(prev[0][0]) if prev else 1
         self.active = int(prev[0][1] or 0) if prev else 0
         self.known = int(prev[0][2] or 0) if prev else 0
+        keys = [w.key for w in self.windows]
+        size = con.execute(
+            f"select count(*), max(vid) from {STAGE}.observations where window_key in (select unnest(?))",
+            [keys],
+        ).fetchall()[0]
+        events = con.execute(
+            f"select count(*) from {STAGE}.events where window_key in (select unnest(?))", [keys]
+        ).fetchall()[0][0]
+        self.cache.reserve(
+            values=max(int(size[1] or 0), self.cache.db_max_vid) + 1,
+            profiles=self.next_seq + int(events or 0) + 1,
+            memberships=int(size[0] or 0),
+        )
         self.released = self._released_vids()
 
     def _released_vids(self) -> list[tuple[int, int | None]]:
@@ -266,7 +272,7 @@ class StitchRun:
                 o_blocked=staged.o_blocked,
                 o_tie=staged.o_tie,
                 names=_Names(self.con, staged, ex.vids),
-                key_of=lambda e: created_keys(*staged.strings(e)),
+                key_of=staged.created_keys,
                 key_exists=None if extra is not None else self._key_exists,
                 released=[(int(r), at) for r, (_, at) in zip(rel_local.tolist(), self.released, strict=True)],
             )
@@ -315,7 +321,6 @@ class StitchRun:
         vids = _take(ex.vids, out.a_value)
         attribution = pa.table(
             {
-                "window_key": pa.array(np.full(n, window.key, dtype=object), pa.string()),
                 "seq": pa.array(np.arange(n, dtype=np.int32)),
                 "model": staged.model,
                 "event_id": staged.event_id,
@@ -338,7 +343,6 @@ class StitchRun:
         au_v = ex.vids[out.au_v]
         audit = pa.table(
             {
-                "window_key": pa.array(np.full(len(e), window.key, dtype=object), pa.string()),
                 "ord": pa.array(np.arange(len(e), dtype=np.int32)),
                 "event_ts": pa.array(ts.view("datetime64[us]"), mask=ts == NAT),
                 "audit_code": pa.array(out.au_kind.astype(np.uint8)),
@@ -356,16 +360,18 @@ class StitchRun:
                 continue
             con.register("__es_out", table)
             try:
-                con.execute(f"insert into {OUT}.{name} by name select * from __es_out").fetchall()
+                con.execute(
+                    f"insert into {OUT}.{name} by name select ? as window_key, * from __es_out", [window.key]
+                ).fetchall()
             finally:
                 con.unregister("__es_out")
 
     def _metrics(self, window, staged, ex, out, active_conflicts: int, duration: float) -> dict[str, float]:
         model_names = [m.name for m in self.config.models]
-        e_model = np.asarray(
-            pd.Categorical(np.asarray(staged.model.to_pylist(), dtype=object), categories=model_names).codes,
-            dtype=np.int64,
-        )
+        enc = pc.dictionary_encode(staged.model)
+        index = {m: i for i, m in enumerate(model_names)}
+        code_of = np.array([index[m] for m in enc.dictionary.to_pylist()], dtype=np.int64)
+        e_model = code_of[np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)]
         o_v = ex.local_values(self.cache, staged.o_vid)
         metrics, by_model, by_type = coded_window_metrics(
             a_status=out.a_status,

@@ -276,7 +276,6 @@ def stage_observed(
         order_e = np.argsort(seq)
         events = pa.table(
             {
-                "window_key": pa.array(np.full(len(seq), window.key, dtype=object), pa.string()),
                 "seq": pa.array(np.arange(len(seq), dtype=np.int32)),
                 "model": model.take(pa.array(order_e)),
                 "event_id": event_id.take(pa.array(order_e)),
@@ -285,7 +284,6 @@ def stage_observed(
         )
         obs = pa.table(
             {
-                "window_key": pa.array(np.full(len(o_seq), window.key, dtype=object), pa.string()),
                 "seq": pa.array(o_seq.astype(np.int32)),
                 "vid": pa.array(o_vid.astype(np.int32)),
                 "type_code": pa.array(o_code.astype(np.int16)),
@@ -298,8 +296,10 @@ def stage_observed(
         con.register("__es_events", events)
         con.register("__es_obs", obs)
         try:
-            con.execute(f"insert into {STAGE}.events select * from __es_events").fetchall()
-            con.execute(f"insert into {STAGE}.observations select * from __es_obs").fetchall()
+            con.execute(f"insert into {STAGE}.events select ?, * from __es_events", [window.key]).fetchall()
+            con.execute(
+                f"insert into {STAGE}.observations select ?, * from __es_obs", [window.key]
+            ).fetchall()
         finally:
             con.unregister("__es_events")
             con.unregister("__es_obs")
