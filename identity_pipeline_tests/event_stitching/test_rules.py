@@ -251,12 +251,15 @@ def test_rule_6_recheck_compatibility_after_each_merge():
 
 # ---- rule 7: creation with deterministic ids ---------------------------------------------------------------
 def test_rule_7_profile_id_is_hash_of_model_and_event_id():
-    import hashlib
+    from identity_pipeline.core.event_stitching.hashing import SEED_PROFILE, hash64_bytes
 
     _, r = run(make_config(), [ev("e1", 1, model="app", anonymous_id="a")])
-    expected = "esp_" + hashlib.sha256(b"app\x1fe1").hexdigest()[:16]
+    expected = f"esp_{hash64_bytes(b'app' + bytes([0x1F]) + b'e1', SEED_PROFILE):016x}"
     assert profile_id_for("app", "e1") == expected
     assert attribution(r)["e1"][0] == expected
+    # the same ids on every machine and in every version: pinned
+    assert expected == "esp_ae108a39d81f3c56"
+    assert profile_id_for("web_events", "w1") == "esp_470f0f230b1de89d"
 
 
 def test_rule_7_created_sequence_increases():

@@ -32,8 +32,8 @@ from identity_pipeline.core.event_stitching.fast_path import (
     stitch_arrays,
 )
 from identity_pipeline.core.event_stitching.fast_path.outcome import AUDIT_KINDS
-from identity_pipeline.core.event_stitching.hashing import profile_keys
 from identity_pipeline.core.event_stitching.fast_path.split import present
+from identity_pipeline.core.event_stitching.hashing import profile_keys
 from identity_pipeline.core.event_stitching.metrics import coded_window_metrics
 from identity_pipeline.core.event_stitching.store.apply import apply_outcome, recount_conflicts
 from identity_pipeline.core.event_stitching.store.dictionary import type_codes
