@@ -188,7 +188,7 @@ def child(args: argparse.Namespace) -> None:
     if args.mode == "backfill":  # what `identity-pipeline run` and a Dagster range backfill do: one run
         recs = [stage(w) for w in windows]
         t_run = time.perf_counter()
-        run = store.StitchRun(con, es, windows)
+        run = store.StitchRun(con, es, windows, commit_every=args.commit_every)
         for w, rec in zip(windows, recs, strict=True):
             metrics = run.process(w)
             stitched(rec, metrics, run.timings[-1])
@@ -222,11 +222,17 @@ def child(args: argparse.Namespace) -> None:
         profiler.dump_stats(str(DATA / "bench_event_stitching.prof"))
         pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(45)
     n_events = sum(p["events"] for p in per_window)
+    # accuracy is not part of the timed pipeline: give DuckDB room for the 10M-row joins
+    con.execute("set memory_limit = '6GB'")
     t_acc = time.perf_counter()
+    resolved = (
+        "(select a.model, a.event_id, coalesce(p.merged_to, a.pid) as rpid from es_output.attribution a "
+        "left join es_state.profiles p on p.pid = a.pid)"
+    )
     stitched_acc = _pairs(
         con,
-        "coalesce(a.resolved_dinmo_stitched_profile_id, 'excluded:' || t.model || ':' || t.event_id)",
-        f"{_truth_sql(base)} t join main.identity_event_profile_attribution a using (model, event_id)",
+        "coalesce(a.rpid::VARCHAR, 'excluded:' || t.model || ':' || t.event_id)",
+        f"{_truth_sql(base)} t join {resolved} a using (model, event_id)",
     )
     stitched_acc["seconds"] = time.perf_counter() - t_acc
     naive = naive_components(con, base) if not args.windows else {}
@@ -300,6 +306,9 @@ def main() -> int:
         help="backfill: all windows in one run (identity-pipeline run, a Dagster range); "
         "daily: one run per window (the schedule)",
     )
+    parser.add_argument(
+        "--commit-every", type=int, default=10, help="backfill: commit every N windows (StitchRun)"
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the child, print the top")
     parser.add_argument("--windows", type=int, default=0, help="only the first N windows (no naive)")
     parser.add_argument(
@@ -319,7 +328,7 @@ def main() -> int:
     results = []
     for i in range(1, runs + 1):
         cmd = [sys.executable, __file__, "--child", "--config", str(out / "config.yaml"), "--db", str(db)]
-        cmd += ["--mode", args.mode]
+        cmd += ["--mode", args.mode, "--commit-every", str(args.commit_every)]
         if args.memory_limit:
             cmd += ["--memory-limit", args.memory_limit]
         if args.profile:

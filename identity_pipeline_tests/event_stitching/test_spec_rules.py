@@ -843,6 +843,58 @@ def test_guarantees_a_run_that_fails_leaves_every_table_as_it_was(monkeypatch):
     assert rows["e3"] == rows["e4"] == pid("e1")
 
 
+def test_guarantees_a_long_run_that_fails_keeps_the_windows_committed_before_it(monkeypatch):
+    # A run commits every `commit_every` windows: a failure after a commit point keeps the committed
+    # windows (a consistent prefix, as if the run had asked for them alone) and the next run goes on from
+    # there to the same tables as one run without a failure.
+    cfg = make_config()
+    days = [
+        ("2026-11-01", [ev("e1", 1, user_id="u1", cookie_id="c1"), ev("e2", 2, cookie_id="c2")]),
+        ("2026-11-02", [ev("e3", DAY + 1, cookie_id="c1", anonymous_id="a1")]),
+        ("2026-11-03", [ev("e4", 2 * DAY + 1, anonymous_id="a1", cookie_id="c2")]),
+    ]
+
+    def staged() -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect()
+        store.ensure_schema(con)
+        for key, evs in days:
+            events_df, long = frames(evs)
+            store.stage_frames(
+                con, cfg, store.window_for_key(cfg, key), events_df, extract_observations(long, cfg)
+            )
+        return con
+
+    windows = [store.window_for_key(cfg, k) for k, _ in days]
+    clean = staged()
+    store.stitch_windows(clean, cfg, windows, commit_every=1)
+    expected = {name: view(clean, name) for name in _STATE_VIEWS}
+    first_only = staged()
+    store.stitch_windows(first_only, cfg, windows[:1])
+    first_state = _state_rows(first_only)
+
+    from identity_pipeline.core.event_stitching.store import run as run_module
+
+    real = run_module.stitch_arrays
+    calls = []
+
+    def fail_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("engine failed")
+        return real(*args, **kwargs)
+
+    con = staged()
+    monkeypatch.setattr(run_module, "stitch_arrays", fail_second)
+    with pytest.raises(RuntimeError, match="engine failed"):
+        store.stitch_windows(con, cfg, windows, commit_every=1)
+    monkeypatch.setattr(run_module, "stitch_arrays", real)
+    status = dict(con.execute(f"select window_key, status from {store.STATE}.windows").fetchall())
+    assert status == {"2026-11-01": "processed"}
+    assert _state_rows(con) == first_state
+    store.stitch_windows(con, cfg, windows[1:], commit_every=1)
+    assert {name: view(con, name) for name in _STATE_VIEWS} == expected
+
+
 # ============================================================================================================
 # Scenario catalogue (hand-written expected graphs)
 # ============================================================================================================

@@ -189,14 +189,15 @@ def assert_store_matches(con: duckdb.DuckDBPyConnection, config, state: GraphSta
     assert got[(_key(last), "active_conflicts")] == expected, (stored, state.profile_values.to_string())
 
 
-def run_store(config, windows, runs: list[list[int]]) -> duckdb.DuckDBPyConnection:
+def run_store(config, windows, runs: list[list[int]], commit_every: int = 10) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     store.ensure_schema(con)
     for i, evs in enumerate(windows):
         events_df, obs = window_inputs(evs, config)
         store.stage_frames(con, config, store.window_for_key(config, _key(i)), events_df, obs)
     for run in runs:
-        store.stitch_windows(con, config, [store.window_for_key(config, _key(i)) for i in run])
+        keys = [store.window_for_key(config, _key(i)) for i in run]
+        store.stitch_windows(con, config, keys, commit_every=commit_every)
     return con
 
 
@@ -240,8 +241,9 @@ _CARRY = (
 def test_store_publishes_the_reference_outputs(stream, data):
     config, windows = stream
     runs = data.draw(run_splits(len(windows))) if data is not None else [[0], [1]]
+    commit_every = data.draw(st.sampled_from([1, 2, 10])) if data is not None else 10
     state, results = _reference(config, windows)
-    con = run_store(config, windows, runs)
+    con = run_store(config, windows, runs, commit_every)
     assert_store_matches(con, config, state, results)
 
 

@@ -74,10 +74,11 @@ from identity_pipeline.core.event_stitching.store.windows import (
 
 
 def stitch_windows(
-    con: duckdb.DuckDBPyConnection, config: Any, windows: list[Window]
+    con: duckdb.DuckDBPyConnection, config: Any, windows: list[Window], commit_every: int = 10
 ) -> list[dict[str, float]]:
-    """Process staged windows in order in one run (one transaction); returns each window's metrics."""
-    with StitchRun(con, config, windows) as run:
+    """Process consecutive staged windows in order in one run, committing every `commit_every` windows;
+    returns each window's metrics."""
+    with StitchRun(con, config, windows, commit_every=commit_every) as run:
         return [run.process(w) for w in sorted(windows, key=lambda w: w.start)]
 
 

@@ -120,8 +120,8 @@ def _delete(con: duckdb.DuckDBPyConnection, table: str, keys: pa.Table) -> None:
         con.unregister("__es_keys")
 
 
-def undo_rows(con: duckdb.DuckDBPyConnection, journal: Journal, window_start_us: int) -> None:
-    """Append a window's undo log (the rows it replaced, as they were)."""
+def undo_tables(journal: Journal, window_start_us: int) -> dict[str, pa.Table]:
+    """A window's undo log (the rows it replaced, as they were) as Arrow tables, by undo table."""
     undo_ts = _ts(np.array([window_start_us], dtype=np.int64))
 
     def with_window(t: pa.Table) -> pa.Table:
@@ -130,16 +130,23 @@ def undo_rows(con: duckdb.DuckDBPyConnection, journal: Journal, window_start_us:
     def cat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
+    out: dict[str, pa.Table] = {}
     if journal.registry:
-        _insert(con, "undo_registry", with_window(registry_table(cat(journal.registry))))
+        out["undo_registry"] = with_window(registry_table(cat(journal.registry)))
     if journal.profiles:
-        _insert(con, "undo_profiles", with_window(profile_table(cat(journal.profiles))))
+        out["undo_profiles"] = with_window(profile_table(cat(journal.profiles)))
     if journal.memberships:
-        _insert(con, "undo_memberships", with_window(membership_table(cat(journal.memberships))))
+        out["undo_memberships"] = with_window(membership_table(cat(journal.memberships)))
     if journal.redirects:
-        _insert(con, "undo_redirects", with_window(redirect_table(journal.redirects)))
+        out["undo_redirects"] = with_window(redirect_table(journal.redirects))
     if journal.conflicts:
-        _insert(con, "undo_conflicts", with_window(conflict_table(journal.conflicts)))
+        out["undo_conflicts"] = with_window(conflict_table(journal.conflicts))
+    return out
+
+
+def insert_tables(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table]) -> None:
+    for name, table in tables.items():
+        _insert(con, name, table)
 
 
 def flush(con: duckdb.DuckDBPyConnection, cache: GraphCache) -> dict[str, int]:

@@ -69,8 +69,16 @@ class Journal:
 class GraphCache:
     """In-memory rows of the state tables for one run (see the module docstring)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, policy: Policy, walk_of_code: dict[int, int]) -> None:
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        policy: Policy,
+        walk_of_code: dict[int, int],
+        before_query=None,
+    ) -> None:
         self.con = con
+        # called before every query (the run's writer thread may be using the connection)
+        self.before_query = before_query or (lambda: None)
         self.policy = policy
         self.walk_of_code = walk_of_code
         n_codes = max(walk_of_code, default=-1) + 1
@@ -160,6 +168,7 @@ class GraphCache:
     # ---- loading from the state tables ------------------------------------------------------------------
 
     def _query(self, sql: str, name: str, ids: np.ndarray) -> pa.Table:
+        self.before_query()
         self.con.register("__es_ids", _ids_table(name, ids))
         try:
             return self.con.sql(sql).to_arrow_table()
@@ -358,6 +367,23 @@ class GraphCache:
         self.v.conflict[np.asarray(vid, dtype=_I64)] = True
 
     # ---- reading ----------------------------------------------------------------------------------------
+
+    def mark_written(self) -> None:
+        """After `flush.flush` wrote every changed row: the state tables hold the cache's rows."""
+        V, P, M = self.v, self.p, self.m
+        V.in_db[: V.n] |= V.dirty[: V.n] & V.reg[: V.n]
+        V.dirty[: V.n] = False
+        P.in_db[: P.n] |= P.dirty[: P.n]
+        P.dirty[: P.n] = False
+        M.in_db[: M.n] = M.alive[: M.n] & (M.in_db[: M.n] | M.dirty[: M.n])
+        M.dirty[: M.n] = False
+        for row in self.redirects.values():
+            if row[7]:
+                row[6], row[7] = True, False
+        for row in self.conflicts.values():
+            if row[4]:
+                row[3], row[4] = True, False
+        self.conflicts_deleted.clear()
 
     def reserve(self, values: int, profiles: int, memberships: int) -> None:
         """Room for the ids and rows a run expects (no memory is used until rows are written)."""

@@ -14,7 +14,10 @@ and commits. A failure anywhere leaves the previous tables as they were.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -37,13 +40,24 @@ from identity_pipeline.core.event_stitching.hashing import profile_keys
 from identity_pipeline.core.event_stitching.metrics import coded_window_metrics
 from identity_pipeline.core.event_stitching.store.apply import apply_outcome, recount_conflicts
 from identity_pipeline.core.event_stitching.store.dictionary import type_codes
-from identity_pipeline.core.event_stitching.store.flush import flush, undo_rows
+from identity_pipeline.core.event_stitching.store.flush import flush, insert_tables, undo_tables
 from identity_pipeline.core.event_stitching.store.graph_cache import GraphCache
 from identity_pipeline.core.event_stitching.store.subgraph import extract
-from identity_pipeline.core.event_stitching.store.tables import OUT, STAGE, STATE, ensure_schema
+from identity_pipeline.core.event_stitching.store.tables import (
+    OUT,
+    STAGE,
+    STATE,
+    WindowOrderError,
+    ensure_schema,
+)
 from identity_pipeline.core.event_stitching.store.undo import delete_outputs, rollback_from
 from identity_pipeline.core.event_stitching.store.views import publish_views
-from identity_pipeline.core.event_stitching.store.windows import Window, check_predecessor
+from identity_pipeline.core.event_stitching.store.windows import (
+    Window,
+    check_predecessor,
+    window_key_for,
+    window_length,
+)
 
 _EPOCH = datetime(1970, 1, 1)
 
@@ -127,13 +141,29 @@ def _take(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
 class StitchRun:
     """Process windows in order against the stored graph, in one transaction (see the module docstring)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, config: Any, windows: list[Window]) -> None:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, config: Any, windows: list[Window], commit_every: int = 10
+    ) -> None:
         self.con = con
+        # a long backfill commits every `commit_every` windows (state tables written, transaction closed):
+        # what DuckDB holds for an open transaction stays bounded; a failure keeps the windows committed
+        # before it, which are consistent (see docs/event-stitching-storage.md)
+        self.commit_every = max(1, int(commit_every))
+        self.flush_seconds = 0.0
         self.config = config
         self.policy = Policy.from_config(config)
         self.windows = sorted(windows, key=lambda w: w.start)
         self.timings: list[dict[str, float]] = []
+        self._done = 0
+        # the window's output rows are written by one background thread while the next window is stitched
+        # (DuckDB runs without the GIL); the connection is used by one thread at a time (`_wait`)
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="es-writer")
+        self._pending: Future | None = None
+        self._prefetched: dict[str, StagedWindow] = {}
         ensure_schema(con)
+        # committed rows that the run never writes (staged windows, the dictionary) are read through a second
+        # connection, so reading them does not wait for the writer
+        self.reader = con.cursor()
         con.execute("BEGIN TRANSACTION")
         try:
             self._prepare()
@@ -148,7 +178,23 @@ class StitchRun:
         if exc_type is None:
             self.finish()
         else:
-            self.con.execute("ROLLBACK")
+            self.abort()
+
+    def _wait(self) -> None:
+        """Let the writer finish what it was given (and raise what it raised)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        self._wait()
+        self._pending = self._io.submit(job)
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):  # the run fails anyway; its first error is what is raised
+            self._wait()
+        self._io.shutdown(wait=True)
+        self.con.execute("ROLLBACK")
 
     def _prepare(self) -> None:
         con = self.con
@@ -157,12 +203,21 @@ class StitchRun:
             return
         first, last = self.windows[0], self.windows[-1]
         check_predecessor(con, self.config, first)
+        step = window_length(self.config)
+        for a, b in zip(self.windows, self.windows[1:], strict=False):
+            if b.start != a.start + step:
+                raise WindowOrderError(
+                    f"a run processes consecutive windows: {window_key_for(self.config, a.start + step)} is "
+                    f"missing between {a.key} and {b.key}"
+                )
         rollback_from(con, first.start, keep_outputs_after=last.end)
         codes = type_codes(con, list(self.config.identifiers))
         walk = self.policy.index()
         self.type_code = {t: codes[t] for t in self.policy.names}
         self.code_of_walk = np.array([codes[t] for t in self.policy.names], dtype=np.int64)
-        self.cache = GraphCache(con, self.policy, {codes[t]: walk[t] for t in self.policy.names})
+        self.cache = GraphCache(
+            con, self.policy, {codes[t]: walk[t] for t in self.policy.names}, before_query=self._wait
+        )
         prev = con.execute(
             f"select next_sequence, active_profiles, known_profiles from {STATE}.windows "
             "where window_start < ? and status = 'processed' order by window_start desc limit 1",
@@ -203,11 +258,14 @@ class StitchRun:
     # ---- one window ---------------------------------------------------------------------------------------
 
     def process(self, window: Window) -> dict[str, float]:
+        """Stitch the run's next window; its rows are written in the background (visible once the run
+        finishes, like everything else of the run)."""
         t0 = time.perf_counter()
-        con, cache = self.con, self.cache
-        check_predecessor(con, self.config, window)
-        delete_outputs(con, window.key)
-        staged = StagedWindow(con, window.key)
+        cache = self.cache
+        if self._done >= len(self.windows) or window.key != self.windows[self._done].key:
+            raise WindowOrderError(f"window {window.key} is not the next window of this run")
+        self._done += 1
+        staged = self._prefetched.pop(window.key, None) or StagedWindow(self.reader, window.key)
         t_read = time.perf_counter()
         ts0 = micros(window.start)
         cache.begin_window(ts0)
@@ -229,23 +287,20 @@ class StitchRun:
         self.known += d_known
         self.next_seq = outcome.changes.next_seq
         t_apply = time.perf_counter()
-        self._write_outputs(window, staged, ex, outcome)
-        undo_rows(con, cache.journal, ts0)
+        tables = self._output_tables(staged, ex, outcome)
+        undo = undo_tables(cache.journal, ts0)
         duration = time.perf_counter() - t0
-        metrics = self._metrics(window, staged, ex, outcome, active_conflicts, duration)
-        con.execute(
-            f"insert into {STATE}.windows values (?, ?, ?, now()::TIMESTAMP, ?, 'processed', ?, ?, ?, ?)",
-            [
-                window.key,
-                window.start,
-                window.end,
-                staged.nE,
-                duration,
-                self.next_seq,
-                self.active,
-                self.known,
-            ],
-        ).fetchall()
+        metrics = self._metrics(staged, ex, outcome, active_conflicts, duration)
+        metric_rows = self._metric_rows(window, metrics)
+        row = [window.key, window.start, window.end, staged.nE, duration]
+        row += [self.next_seq, self.active, self.known]
+        # read the next window's inputs before the writer takes the connection
+        if self._done < len(self.windows):
+            nxt = self.windows[self._done].key
+            self._prefetched[nxt] = StagedWindow(self.reader, nxt)
+        self._submit(lambda: self._write_window(window, tables, undo, metric_rows, row))
+        if self._done % self.commit_every == 0 and self._done < len(self.windows):
+            self._commit_point()
         self.timings.append(
             {
                 "read_s": t_read - t0,
@@ -259,6 +314,33 @@ class StitchRun:
         )
         return metrics
 
+    def _write_window(
+        self, window: Window, tables: dict, undo: dict, metric_rows: pa.Table, row: list
+    ) -> None:
+        """The window's rows (runs on the writer thread)."""
+        con = self.con
+        delete_outputs(con, window.key)
+        for name, table in tables.items():
+            if table.num_rows == 0:
+                continue
+            con.register("__es_out", table)
+            try:
+                con.execute(
+                    f"insert into {OUT}.{name} by name select ? as window_key, * from __es_out", [window.key]
+                ).fetchall()
+            finally:
+                con.unregister("__es_out")
+        insert_tables(con, undo)
+        con.register("__es_metrics", metric_rows)
+        try:
+            con.execute(f"insert into {OUT}.run_metrics by name select * from __es_metrics").fetchall()
+        finally:
+            con.unregister("__es_metrics")
+        con.execute(f"delete from {STATE}.windows where window_key = ?", [window.key]).fetchall()
+        con.execute(
+            f"insert into {STATE}.windows values (?, ?, ?, now()::TIMESTAMP, ?, 'processed', ?, ?, ?, ?)", row
+        ).fetchall()
+
     def _stitch(self, window, staged, ex, window_vids, rel_vids) -> WindowOutcome:
         cache = self.cache
         extra = None
@@ -271,7 +353,7 @@ class StitchRun:
                 o_v=local,
                 o_blocked=staged.o_blocked,
                 o_tie=staged.o_tie,
-                names=_Names(self.con, staged, ex.vids),
+                names=_Names(self.reader, staged, ex.vids),
                 key_of=staged.created_keys,
                 key_exists=None if extra is not None else self._key_exists,
                 released=[(int(r), at) for r, (_, at) in zip(rel_local.tolist(), self.released, strict=True)],
@@ -288,6 +370,7 @@ class StitchRun:
         tables."""
         found = self.cache.created_keys.contains(keys)
         if self.cache.db_max_pid >= 0 and len(keys):
+            self._wait()
             self.con.register("__es_keys", pa.table({"pkey": pa.array(np.asarray(keys, dtype=np.uint64))}))
             try:
                 t = self.con.sql(
@@ -302,6 +385,7 @@ class StitchRun:
     def _pids_of_keys(self, keys: np.ndarray) -> np.ndarray:
         P = self.cache.p
         in_run = np.flatnonzero(np.isin(P.key[: P.n], keys) & (P.state[: P.n] > 0))
+        self._wait()
         self.con.register("__es_keys", pa.table({"pkey": pa.array(np.asarray(keys, dtype=np.uint64))}))
         try:
             t = self.con.sql(
@@ -314,8 +398,8 @@ class StitchRun:
 
     # ---- outputs ------------------------------------------------------------------------------------------
 
-    def _write_outputs(self, window: Window, staged: StagedWindow, ex, out: WindowOutcome) -> None:
-        con = self.con
+    def _output_tables(self, staged: StagedWindow, ex, out: WindowOutcome) -> dict[str, pa.Table]:
+        """The window's attribution and audit rows (codes; the views join the strings)."""
         n = staged.nE
         types = _take(self.code_of_walk, out.a_type)
         vids = _take(ex.vids, out.a_value)
@@ -355,18 +439,9 @@ class StitchRun:
                 "detail": pa.array(out.au_detail, pa.string()),
             }
         )
-        for name, table in (("attribution", attribution), ("audit_events", audit)):
-            if table.num_rows == 0:
-                continue
-            con.register("__es_out", table)
-            try:
-                con.execute(
-                    f"insert into {OUT}.{name} by name select ? as window_key, * from __es_out", [window.key]
-                ).fetchall()
-            finally:
-                con.unregister("__es_out")
+        return {"attribution": attribution, "audit_events": audit}
 
-    def _metrics(self, window, staged, ex, out, active_conflicts: int, duration: float) -> dict[str, float]:
+    def _metrics(self, staged, ex, out, active_conflicts: int, duration: float) -> dict:
         model_names = [m.name for m in self.config.models]
         enc = pc.dictionary_encode(staged.model)
         index = {m: i for i, m in enumerate(model_names)}
@@ -390,6 +465,7 @@ class StitchRun:
             profiles_created=out.profiles_created,
             profiles_merged=out.profiles_merged,
         )
+        metrics = {k: float(v) for k, v in metrics.items()}
         metrics.update(
             {
                 "active_profiles": float(self.active),
@@ -400,14 +476,18 @@ class StitchRun:
                 "duration_seconds": float(duration),
             }
         )
+        metrics["_breakdowns"] = (by_model, by_type)
+        return metrics
+
+    @staticmethod
+    def _metric_rows(window: Window, metrics: dict) -> pa.Table:
+        by_model, by_type = metrics.pop("_breakdowns")
         rows = [("window", None, k, float(v)) for k, v in metrics.items()]
-        for breakdown, df, key in (
-            ("model", by_model, "model"),
-            ("identifier_type", by_type, "identifier_type"),
-        ):
+        breakdowns = (("model", by_model, "model"), ("identifier_type", by_type, "identifier_type"))
+        for breakdown, df, key in breakdowns:
             for rec in df.to_dict("records"):
                 rows += [(breakdown, str(rec[key]), k, float(v)) for k, v in rec.items() if k != key]
-        table = pa.table(
+        return pa.table(
             {
                 "window_key": pa.array([window.key] * len(rows), pa.string()),
                 "window_start": pa.array([window.start] * len(rows), pa.timestamp("us")),
@@ -417,19 +497,33 @@ class StitchRun:
                 "value": pa.array([r[3] for r in rows], pa.float64()),
             }
         )
-        self.con.register("__es_metrics", table)
-        try:
-            self.con.execute(f"insert into {OUT}.run_metrics by name select * from __es_metrics").fetchall()
-        finally:
-            self.con.unregister("__es_metrics")
-        return {k: float(v) for k, v in metrics.items()}
 
     # ---- end of the run -----------------------------------------------------------------------------------
 
-    def finish(self) -> None:
+    def _commit_point(self) -> None:
+        """Write the state rows changed so far and commit the windows processed so far; go on in a new
+        transaction with the same in-memory graph."""
         t = time.perf_counter()
-        if self.cache is not None:
-            self.flushed = flush(self.con, self.cache)
-        publish_views(self.con, self.config)
+        self._wait()
+        flush(self.con, self.cache)
+        self.cache.mark_written()
         self.con.execute("COMMIT")
-        self.flush_seconds = time.perf_counter() - t
+        self.con.execute("BEGIN TRANSACTION")
+        self.flush_seconds += time.perf_counter() - t
+
+    def finish(self) -> None:
+        """Write the state rows the run changed, re-create the views, commit."""
+        t = time.perf_counter()
+        try:
+            self._wait()
+            if self._done != len(self.windows):
+                raise WindowOrderError(f"the run stopped after {self._done} of {len(self.windows)} windows")
+            if self.cache is not None:
+                self.flushed = flush(self.con, self.cache)
+            publish_views(self.con, self.config)
+        except BaseException:
+            self.abort()
+            raise
+        self._io.shutdown(wait=True)
+        self.con.execute("COMMIT")
+        self.flush_seconds += time.perf_counter() - t
