@@ -14,11 +14,13 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from identity_pipeline.core.event_stitching import store
 from identity_pipeline.core.event_stitching.state import GraphState
+from identity_pipeline.core.event_stitching.store import columns
 from identity_pipeline_tests.event_stitching.helpers import ev, make_config
 from identity_pipeline_tests.event_stitching.strategies import reference_stitch, streams, window_inputs
 
@@ -242,8 +244,14 @@ def test_store_publishes_the_reference_outputs(stream, data):
     config, windows = stream
     runs = data.draw(run_splits(len(windows))) if data is not None else [[0], [1]]
     commit_every = data.draw(st.sampled_from([1, 2, 10])) if data is not None else 10
+    # chains of rows cut short after 1 step take the scan (`columns.chain_rows`) on every value or profile
+    steps = data.draw(st.sampled_from([1, columns.MAX_CHAIN_STEPS])) if data is not None else 1
     state, results = _reference(config, windows)
-    con = run_store(config, windows, runs, commit_every)
+    before, columns.MAX_CHAIN_STEPS = columns.MAX_CHAIN_STEPS, steps
+    try:
+        con = run_store(config, windows, runs, commit_every)
+    finally:
+        columns.MAX_CHAIN_STEPS = before
     assert_store_matches(con, config, state, results)
 
 
@@ -258,3 +266,28 @@ def test_store_matches_the_reference_on_the_carry_example_in_one_run():
         zip(state.redirects["from_id"], state.redirects["to_id"], strict=True)
     )
     assert len(red) == 2
+
+
+@pytest.mark.parametrize("max_steps", [0, 1, 2, 100])
+def test_chain_rows_finishes_long_chains_with_a_scan(max_steps):
+    # rows 0..9 owned by 3 owners, linked newest first; owner 2 has a long chain, owner 1 none
+    owner_of = np.array([0, 2, 2, 0, 2, 2, 2, 0, 2, 3], dtype=np.int64)
+    head = np.full(4, -1, dtype=np.int64)
+    nxt = np.full(len(owner_of), -1, dtype=np.int64)
+    for row, owner in enumerate(owner_of.tolist()):
+        columns.link(head, nxt, np.array([row]), np.array([owner]))
+    owners = np.array([0, 1, 2])
+    expected = sorted(np.flatnonzero(np.isin(owner_of, owners)).tolist())
+    walked = columns.chain_rows(head, nxt, owners)
+    got = columns.chain_rows(head, nxt, owners, owner_of=owner_of, max_steps=max_steps)
+    assert sorted(walked.tolist()) == sorted(got.tolist()) == expected
+    assert len(got) == len(expected)
+    on_chain = owner_of != 2  # a chain that links only some of an owner's rows (like the profile-wide one)
+    head2 = np.full(4, -1, dtype=np.int64)
+    nxt2 = np.full(len(owner_of), -1, dtype=np.int64)
+    rows = np.flatnonzero(on_chain)
+    columns.link(head2, nxt2, rows, owner_of[rows])
+    got2 = columns.chain_rows(
+        head2, nxt2, owners, owner_of=owner_of, on_chain=lambda: on_chain, max_steps=max_steps
+    )
+    assert sorted(got2.tolist()) == [0, 3, 7]

@@ -3,6 +3,8 @@ blocks of the run's in-memory graph (`graph_cache.py`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -68,13 +70,41 @@ def link(head: np.ndarray, nxt: np.ndarray, rows: np.ndarray, owners: np.ndarray
     head[owners[first]] = rows[first]
 
 
-def chain_rows(head: np.ndarray, nxt: np.ndarray, owners: np.ndarray) -> np.ndarray:
-    """Every row on the chains of `owners` (distinct owners), walking all chains one step at a time."""
+# chains longer than this are finished by one scan of the rows instead of one numpy step per row (a value
+# shared by thousands of profiles, e.g. an office IP, would otherwise cost thousands of steps)
+MAX_CHAIN_STEPS = 256
+
+
+def chain_rows(
+    head: np.ndarray,
+    nxt: np.ndarray,
+    owners: np.ndarray,
+    owner_of: np.ndarray | None = None,
+    on_chain: Callable[[], np.ndarray] | None = None,
+    max_steps: int | None = None,
+) -> np.ndarray:
+    """Every row on the chains of `owners` (distinct owners), walking all chains one step at a time.
+
+    With `owner_of` (each row's owner, the rows' length) the chains still unfinished after `max_steps` steps
+    are finished by a scan of `owner_of` (and of `on_chain()`: the rows linked on these chains, default all);
+    the cost is then at most `max_steps` steps plus one pass over the rows."""
+    limit = MAX_CHAIN_STEPS if max_steps is None else max_steps
     rows = head[owners]
     rows = rows[rows >= 0]
     out = []
+    steps = 0
     while len(rows):
+        if owner_of is not None and steps >= limit:
+            long = np.zeros(len(head), dtype=bool)
+            long[owner_of[rows]] = True
+            done = np.concatenate(out) if out else rows[:0]
+            hit = long[owner_of]
+            if on_chain is not None:
+                hit &= on_chain()
+            out = [done[~long[owner_of[done]]], np.flatnonzero(hit)]
+            break
         out.append(rows)
         rows = nxt[rows]
         rows = rows[rows >= 0]
+        steps += 1
     return np.concatenate(out).astype(np.int64) if out else np.zeros(0, dtype=np.int64)

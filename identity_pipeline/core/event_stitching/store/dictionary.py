@@ -15,7 +15,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from identity_pipeline.core.event_stitching.store.tables import STATE
+from identity_pipeline.core.event_stitching.store.tables import STATE, on_arrow
 
 _LOW64 = "18446744073709551615::UHUGEINT"
 
@@ -52,43 +52,43 @@ def value_ids(con: duckdb.DuckDBPyConnection, parts: list[tuple[str, int, pa.Arr
         }
     )
     names = ", ".join(f"({i}, '{t.replace(chr(39), chr(39) * 2)}')" for i, (t, _, _) in enumerate(parts))
-    con.register("__es_values", table)
-    try:
-        res = con.sql(
-            f"""select x.d, x.h1, x.h2, d.vid from (
-                    select y.d, (y.h >> 64)::UBIGINT as h1, (y.h & {_LOW64})::UBIGINT as h2
-                    from (select v.d, md5_number(t.name || chr(31) || v.value) as h
-                          from __es_values v join (values {names}) t(k, name) using (k)) y
-                ) x left join {STATE}.value_dictionary d on d.h1 = x.h1 and d.h2 = x.h2"""
-        ).to_arrow_table()
-        dense = res.column("d").to_numpy()
-        vid_col = res.column("vid").combine_chunks()
-        found = ~np.asarray(vid_col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        vid = np.full(len(table), -1, dtype=np.int64)
-        vid[dense[found]] = np.asarray(vid_col.fill_null(0).to_numpy(zero_copy_only=False), np.int64)[found]
-        new = np.flatnonzero(vid < 0)  # in (type, first sighting) order: the same ids for the same input
-        if len(new):
-            top = con.execute(f"select max(vid) from {STATE}.value_dictionary").fetchall()[0][0]
-            vid[new] = (-1 if top is None else int(top)) + 1 + np.arange(len(new))
-            h1 = np.empty(len(table), dtype=np.uint64)
-            h2 = np.empty(len(table), dtype=np.uint64)
-            h1[dense] = res.column("h1").to_numpy()
-            h2[dense] = res.column("h2").to_numpy()
-            code = np.repeat(np.array([c for _, c, _ in parts], dtype=np.int16), lens)
-            added = pa.table(
-                {
-                    "vid": pa.array(vid[new].astype(np.int32)),
-                    "h1": pa.array(h1[new]),
-                    "h2": pa.array(h2[new]),
-                    "type_code": pa.array(code[new]),
-                    "value": table.column("value").take(pa.array(new)),
-                }
-            )
-            con.register("__es_new_values", added)
-            try:
-                con.execute(f"insert into {STATE}.value_dictionary select * from __es_new_values").fetchall()
-            finally:
-                con.unregister("__es_new_values")
-    finally:
-        con.unregister("__es_values")
+    res = on_arrow(
+        con,
+        "__es_values",
+        table,
+        f"""select x.d, x.h1, x.h2, d.vid from (
+                select y.d, (y.h >> 64)::UBIGINT as h1, (y.h & {_LOW64})::UBIGINT as h2
+                from (select v.d, md5_number(t.name || chr(31) || v.value) as h
+                      from __es_values v join (values {names}) t(k, name) using (k)) y
+            ) x left join {STATE}.value_dictionary d on d.h1 = x.h1 and d.h2 = x.h2""",
+    ).to_arrow_table()
+    dense = res.column("d").to_numpy()
+    vid_col = res.column("vid").combine_chunks()
+    found = ~np.asarray(vid_col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    vid = np.full(len(table), -1, dtype=np.int64)
+    vid[dense[found]] = np.asarray(vid_col.fill_null(0).to_numpy(zero_copy_only=False), np.int64)[found]
+    new = np.flatnonzero(vid < 0)  # in (type, first sighting) order: the same ids for the same input
+    if len(new):
+        top = con.execute(f"select max(vid) from {STATE}.value_dictionary").fetchall()[0][0]
+        vid[new] = (-1 if top is None else int(top)) + 1 + np.arange(len(new))
+        h1 = np.empty(len(table), dtype=np.uint64)
+        h2 = np.empty(len(table), dtype=np.uint64)
+        h1[dense] = res.column("h1").to_numpy()
+        h2[dense] = res.column("h2").to_numpy()
+        code = np.repeat(np.array([c for _, c, _ in parts], dtype=np.int16), lens)
+        added = pa.table(
+            {
+                "vid": pa.array(vid[new].astype(np.int32)),
+                "h1": pa.array(h1[new]),
+                "h2": pa.array(h2[new]),
+                "type_code": pa.array(code[new]),
+                "value": table.column("value").take(pa.array(new)),
+            }
+        )
+        on_arrow(
+            con,
+            "__es_new_values",
+            added,
+            f"insert into {STATE}.value_dictionary select * from __es_new_values",
+        )
     return [vid[a : a + n] for a, n in zip(starts.tolist(), lens, strict=True)]

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from identity_pipeline.core.event_stitching.fast_path import NAT
 from identity_pipeline.core.event_stitching.store.graph_cache import GraphCache, Journal
-from identity_pipeline.core.event_stitching.store.tables import STATE
+from identity_pipeline.core.event_stitching.store.tables import STATE, on_arrow
 
 
 def _ts(values: np.ndarray) -> pa.Array:
@@ -102,22 +102,14 @@ def conflict_table(items: list[tuple[int, list]]) -> pa.Table:
 def _insert(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table) -> None:
     if data.num_rows == 0:
         return
-    con.register("__es_rows", data)
-    try:
-        con.execute(f"insert into {STATE}.{table} by name select * from __es_rows").fetchall()
-    finally:
-        con.unregister("__es_rows")
+    on_arrow(con, "__es_rows", data, f"insert into {STATE}.{table} by name select * from __es_rows")
 
 
 def _delete(con: duckdb.DuckDBPyConnection, table: str, keys: pa.Table) -> None:
     if keys.num_rows == 0:
         return
     cond = " and ".join(f"t.{k} = d.{k}" for k in keys.column_names)
-    con.register("__es_keys", keys)
-    try:
-        con.execute(f"delete from {STATE}.{table} t using __es_keys d where {cond}").fetchall()
-    finally:
-        con.unregister("__es_keys")
+    on_arrow(con, "__es_keys", keys, f"delete from {STATE}.{table} t using __es_keys d where {cond}")
 
 
 def undo_tables(journal: Journal, window_start_us: int) -> dict[str, pa.Table]:

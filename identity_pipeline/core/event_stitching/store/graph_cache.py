@@ -29,7 +29,7 @@ import pyarrow as pa
 from identity_pipeline.core.event_stitching.fast_path import ACTIVE, NAT, PROFILE_ACTIVE, Policy
 from identity_pipeline.core.event_stitching.store.columns import Columns, chain_rows, link
 from identity_pipeline.core.event_stitching.store.keyset import KeySet
-from identity_pipeline.core.event_stitching.store.tables import STATE
+from identity_pipeline.core.event_stitching.store.tables import STATE, on_arrow
 
 _I64 = np.int64
 
@@ -169,11 +169,7 @@ class GraphCache:
 
     def _query(self, sql: str, name: str, ids: np.ndarray) -> pa.Table:
         self.before_query()
-        self.con.register("__es_ids", _ids_table(name, ids))
-        try:
-            return self.con.sql(sql).to_arrow_table()
-        finally:
-            self.con.unregister("__es_ids")
+        return on_arrow(self.con, "__es_ids", _ids_table(name, ids), sql).to_arrow_table()
 
     def _grow_values(self, vids: np.ndarray) -> None:
         if len(vids):
@@ -393,16 +389,25 @@ class GraphCache:
 
     def value_rows(self, vids: np.ndarray) -> np.ndarray:
         """Alive membership rows of these (loaded, distinct) values."""
-        rows = chain_rows(self.v.head, self.m.next_v, vids)
-        return rows[self.m.alive[rows]]
+        M = self.m
+        rows = chain_rows(self.v.head, M.next_v, vids, owner_of=M.vid[: M.n])
+        return rows[M.alive[rows]]
 
     def wide_rows(self, pids: np.ndarray) -> np.ndarray:
-        rows = chain_rows(self.p.head_wide, self.m.next_wide, pids)
-        return rows[self.m.alive[rows]]
+        M = self.m
+        rows = chain_rows(
+            self.p.head_wide,
+            M.next_wide,
+            pids,
+            owner_of=M.pid[: M.n],
+            on_chain=lambda: self.code_wide[M.code[: M.n]],
+        )
+        return rows[M.alive[rows]]
 
     def profile_rows(self, pids: np.ndarray) -> np.ndarray:
-        rows = chain_rows(self.p.head_all, self.m.next_all, pids)
-        return rows[self.m.alive[rows]]
+        M = self.m
+        rows = chain_rows(self.p.head_all, M.next_all, pids, owner_of=M.pid[: M.n])
+        return rows[M.alive[rows]]
 
     # ---- journal (undo log of the current window) -------------------------------------------------------
 

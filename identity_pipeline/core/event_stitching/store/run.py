@@ -49,6 +49,8 @@ from identity_pipeline.core.event_stitching.store.tables import (
     STATE,
     WindowOrderError,
     ensure_schema,
+    on_arrow,
+    sql_text,
 )
 from identity_pipeline.core.event_stitching.store.undo import delete_outputs, rollback_from
 from identity_pipeline.core.event_stitching.store.views import publish_views
@@ -115,14 +117,12 @@ class _Names:
 
     def values(self, v: np.ndarray) -> np.ndarray:
         vids = self.vids[np.asarray(v, dtype=np.int64)]
-        self.con.register("__es_vids", pa.table({"vid": pa.array(vids.astype(np.int32))}))
-        try:
-            t = self.con.sql(
-                f"select d.vid, d.value from {STATE}.value_dictionary d "
-                "semi join __es_vids i on i.vid = d.vid"
-            ).to_arrow_table()
-        finally:
-            self.con.unregister("__es_vids")
+        t = on_arrow(
+            self.con,
+            "__es_vids",
+            pa.table({"vid": pa.array(vids.astype(np.int32))}),
+            f"select d.vid, d.value from {STATE}.value_dictionary d semi join __es_vids i on i.vid = d.vid",
+        ).to_arrow_table()
         text = dict(zip(t.column("vid").to_pylist(), t.column("value").to_pylist(), strict=True))
         return np.array([text[int(x)] for x in vids.tolist()], dtype=object)
 
@@ -319,23 +319,24 @@ class StitchRun:
     ) -> None:
         """The window's rows (runs on the writer thread)."""
         con = self.con
+        key = sql_text(window.key)
         delete_outputs(con, window.key)
         for name, table in tables.items():
             if table.num_rows == 0:
                 continue
-            con.register("__es_out", table)
-            try:
-                con.execute(
-                    f"insert into {OUT}.{name} by name select ? as window_key, * from __es_out", [window.key]
-                ).fetchall()
-            finally:
-                con.unregister("__es_out")
+            on_arrow(
+                con,
+                "__es_out",
+                table,
+                f"insert into {OUT}.{name} by name select {key} as window_key, * from __es_out",
+            )
         insert_tables(con, undo)
-        con.register("__es_metrics", metric_rows)
-        try:
-            con.execute(f"insert into {OUT}.run_metrics by name select * from __es_metrics").fetchall()
-        finally:
-            con.unregister("__es_metrics")
+        on_arrow(
+            con,
+            "__es_metrics",
+            metric_rows,
+            f"insert into {OUT}.run_metrics by name select * from __es_metrics",
+        )
         con.execute(f"delete from {STATE}.windows where window_key = ?", [window.key]).fetchall()
         con.execute(
             f"insert into {STATE}.windows values (?, ?, ?, now()::TIMESTAMP, ?, 'processed', ?, ?, ?, ?)", row
@@ -371,13 +372,12 @@ class StitchRun:
         found = self.cache.created_keys.contains(keys)
         if self.cache.db_max_pid >= 0 and len(keys):
             self._wait()
-            self.con.register("__es_keys", pa.table({"pkey": pa.array(np.asarray(keys, dtype=np.uint64))}))
-            try:
-                t = self.con.sql(
-                    f"select p.pkey from {STATE}.profiles p semi join __es_keys k on k.pkey = p.pkey"
-                ).to_arrow_table()
-            finally:
-                self.con.unregister("__es_keys")
+            t = on_arrow(
+                self.con,
+                "__es_keys",
+                pa.table({"pkey": pa.array(np.asarray(keys, dtype=np.uint64))}),
+                f"select p.pkey from {STATE}.profiles p semi join __es_keys k on k.pkey = p.pkey",
+            ).to_arrow_table()
             if t.num_rows:
                 found |= np.isin(keys, np.asarray(t.column("pkey").to_numpy(), dtype=np.uint64))
         return found
@@ -386,13 +386,12 @@ class StitchRun:
         P = self.cache.p
         in_run = np.flatnonzero(np.isin(P.key[: P.n], keys) & (P.state[: P.n] > 0))
         self._wait()
-        self.con.register("__es_keys", pa.table({"pkey": pa.array(np.asarray(keys, dtype=np.uint64))}))
-        try:
-            t = self.con.sql(
-                f"select p.pid from {STATE}.profiles p semi join __es_keys k on k.pkey = p.pkey"
-            ).to_arrow_table()
-        finally:
-            self.con.unregister("__es_keys")
+        t = on_arrow(
+            self.con,
+            "__es_keys",
+            pa.table({"pkey": pa.array(np.asarray(keys, dtype=np.uint64))}),
+            f"select p.pid from {STATE}.profiles p semi join __es_keys k on k.pkey = p.pkey",
+        ).to_arrow_table()
         db = np.asarray(t.column("pid").to_numpy(), dtype=np.int64)
         return np.unique(np.concatenate([in_run, db]))
 

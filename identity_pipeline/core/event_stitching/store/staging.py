@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from identity_pipeline.config.errors import ConfigError
 from identity_pipeline.core.event_stitching.rules.blocked import blocked_mask
 from identity_pipeline.core.event_stitching.store.dictionary import type_codes, value_ids
-from identity_pipeline.core.event_stitching.store.tables import STAGE, WindowOrderError
+from identity_pipeline.core.event_stitching.store.tables import STAGE, WindowOrderError, on_arrow, sql_text
 from identity_pipeline.core.event_stitching.store.windows import Window
 from identity_pipeline.core.source_io import describe_source, quote_ident, source_select_sql
 from identity_pipeline.core.standardize import standardize
@@ -200,16 +200,13 @@ def _check_unique(
 ) -> None:
     """A (model, event_id) twice in one window is a data error (one hash pass; the slow query only runs to
     name the duplicate when the hashes meet)."""
-    con.register("__es_ids", pa.table({"m": model, "e": event_id}))
-    try:
-        h = con.sql("select hash(m, e) as h from __es_ids").to_arrow_table().column("h").to_numpy()
-        if not pd.Index(h).has_duplicates:
-            return
-        dup = first_row(
-            con.execute("select m, e, count(*) from __es_ids group by all having count(*) > 1 limit 1")
-        )
-    finally:
-        con.unregister("__es_ids")
+    ids = pa.table({"m": model, "e": event_id})
+    h = on_arrow(con, "__es_ids", ids, "select hash(m, e) as h from __es_ids").to_arrow_table()
+    if not pd.Index(h.column("h").to_numpy()).has_duplicates:
+        return
+    dup = on_arrow(
+        con, "__es_ids", ids, "select m, e, count(*) from __es_ids group by all having count(*) > 1 limit 1"
+    ).fetchone()
     if dup:
         raise ConfigError(
             f"event_stitching.models.{dup[0]}.event_id: event id {dup[1]!r} appears {dup[2]} times in window "
@@ -293,16 +290,9 @@ def stage_observed(
         )
         con.execute(f"delete from {STAGE}.events where window_key = ?", [window.key]).fetchall()
         con.execute(f"delete from {STAGE}.observations where window_key = ?", [window.key]).fetchall()
-        con.register("__es_events", events)
-        con.register("__es_obs", obs)
-        try:
-            con.execute(f"insert into {STAGE}.events select ?, * from __es_events", [window.key]).fetchall()
-            con.execute(
-                f"insert into {STAGE}.observations select ?, * from __es_obs", [window.key]
-            ).fetchall()
-        finally:
-            con.unregister("__es_events")
-            con.unregister("__es_obs")
+        key = sql_text(window.key)
+        on_arrow(con, "__es_events", events, f"insert into {STAGE}.events select {key}, * from __es_events")
+        on_arrow(con, "__es_obs", obs, f"insert into {STAGE}.observations select {key}, * from __es_obs")
         _log_stage(con, window.key, "window_events", len(seq))
         _log_stage(con, window.key, "identifier_observations", len(o_seq))
     return {"events": len(seq), "observations": len(o_seq), "blocked": int(o_blocked.sum())}

@@ -15,6 +15,7 @@ The names DinMo documents are views in `main` (`views.py`) that turn the codes b
 from __future__ import annotations
 
 import duckdb
+import pyarrow as pa
 
 STATE = "es_state"
 OUT = "es_output"
@@ -126,6 +127,18 @@ class WindowOrderError(RuntimeError):
 
 class StoreVersionError(RuntimeError):
     """The database holds Event Stitching tables of another storage layout."""
+
+
+def on_arrow(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table, sql: str) -> duckdb.DuckDBPyRelation:
+    """`sql` with the Arrow `table` readable as `name`. Not `con.register`: a view registered and dropped
+    inside a transaction keeps its Arrow data alive until the transaction ends (a long run would hold every
+    window's rows)."""
+    return con.from_arrow(table).query(name, sql)
+
+
+def sql_text(value: str) -> str:
+    """A SQL string literal (for statements `on_arrow` runs, which take no parameters)."""
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def columns_ddl(cols: dict[str, str]) -> str:
