@@ -19,7 +19,10 @@ from identity_pipeline.core.event_stitching.store.tables import STATE, on_arrow
 
 def _ts(values: np.ndarray) -> pa.Array:
     v = np.asarray(values, dtype=np.int64)
-    return pa.array(v.view("datetime64[us]"), mask=v == NAT, type=pa.timestamp("us"))
+    null = v == NAT
+    if not null.any():  # the usual case: no validity bitmap to build
+        return pa.array(v).view(pa.timestamp("us"))
+    return pa.array(v.view("datetime64[us]"), mask=null, type=pa.timestamp("us"))
 
 
 def _nullable(values: np.ndarray, null: int = -1) -> pa.Array:
@@ -27,15 +30,19 @@ def _nullable(values: np.ndarray, null: int = -1) -> pa.Array:
     return pa.array(v, mask=v == null)
 
 
+def _as(values: np.ndarray, dtype: type) -> pa.Array:
+    return pa.array(np.asarray(values).astype(dtype, copy=False))
+
+
 def registry_table(rows: dict[str, np.ndarray]) -> pa.Table:
     return pa.table(
         {
-            "vid": pa.array(rows["vid"].astype(np.int32)),
-            "type_code": pa.array(rows["type_code"].astype(np.int16)),
+            "vid": _as(rows["vid"], np.int32),
+            "type_code": _as(rows["type_code"], np.int16),
             "first_seen_at": _ts(rows["first_seen_at"]),
             "last_seen_at": _ts(rows["last_seen_at"]),
-            "event_count": pa.array(rows["event_count"].astype(np.int64)),
-            "quarantined": pa.array(rows["quarantined"].astype(bool)),
+            "event_count": _as(rows["event_count"], np.int64),
+            "quarantined": _as(rows["quarantined"], bool),
             "quarantined_at": _ts(rows["quarantined_at"]),
             "written_window": _ts(rows["written_window"]),
         }
@@ -45,13 +52,13 @@ def registry_table(rows: dict[str, np.ndarray]) -> pa.Table:
 def membership_table(rows: dict[str, np.ndarray]) -> pa.Table:
     return pa.table(
         {
-            "pid": pa.array(rows["pid"].astype(np.int64)),
-            "vid": pa.array(rows["vid"].astype(np.int32)),
-            "type_code": pa.array(rows["type_code"].astype(np.int16)),
-            "status": pa.array(rows["status"].astype(np.uint8)),
+            "pid": _as(rows["pid"], np.int64),
+            "vid": _as(rows["vid"], np.int32),
+            "type_code": _as(rows["type_code"], np.int16),
+            "status": _as(rows["status"], np.uint8),
             "first_seen_at": _ts(rows["first_seen_at"]),
             "last_seen_at": _ts(rows["last_seen_at"]),
-            "event_count": pa.array(rows["event_count"].astype(np.int64)),
+            "event_count": _as(rows["event_count"], np.int64),
             "written_window": _ts(rows["written_window"]),
         }
     )
@@ -60,15 +67,15 @@ def membership_table(rows: dict[str, np.ndarray]) -> pa.Table:
 def profile_table(rows: dict[str, np.ndarray]) -> pa.Table:
     return pa.table(
         {
-            "pid": pa.array(rows["pid"].astype(np.int64)),
-            "pkey": pa.array(rows["pkey"].astype(np.uint64)),
+            "pid": _as(rows["pid"], np.int64),
+            "pkey": _as(rows["pkey"], np.uint64),
             "created_at": _ts(rows["created_at"]),
             "first_seen_at": _ts(rows["first_seen_at"]),
             "last_seen_at": _ts(rows["last_seen_at"]),
-            "status": pa.array(rows["status"].astype(np.uint8)),
+            "status": _as(rows["status"], np.uint8),
             "merged_to": _nullable(rows["merged_to"]),
-            "event_count": pa.array(rows["event_count"].astype(np.int64)),
-            "is_known": pa.array(rows["is_known"].astype(bool)),
+            "event_count": _as(rows["event_count"], np.int64),
+            "is_known": _as(rows["is_known"], bool),
             "written_window": _ts(rows["written_window"]),
         }
     )

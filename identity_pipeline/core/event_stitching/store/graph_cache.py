@@ -439,45 +439,46 @@ class GraphCache:
         self.m.ww[rows] = self.window_ts
         self.m.dirty[rows] = True
 
+    # row images (fancy indexing copies: the next change does not reach them), in the cache's dtypes
     def _registry_image(self, vids: np.ndarray) -> dict[str, np.ndarray]:
         V = self.v
         return {
             "vid": vids.copy(),
-            "type_code": V.code[vids].astype(_I64),
-            "first_seen_at": V.first[vids].copy(),
-            "last_seen_at": V.last[vids].copy(),
-            "event_count": V.count[vids].copy(),
-            "quarantined": V.quar[vids].copy(),
-            "quarantined_at": V.quar_at[vids].copy(),
-            "written_window": V.ww[vids].copy(),
+            "type_code": V.code[vids],
+            "first_seen_at": V.first[vids],
+            "last_seen_at": V.last[vids],
+            "event_count": V.count[vids],
+            "quarantined": V.quar[vids],
+            "quarantined_at": V.quar_at[vids],
+            "written_window": V.ww[vids],
         }
 
     def _profile_image(self, pids: np.ndarray) -> dict[str, np.ndarray]:
         P = self.p
         return {
             "pid": pids.copy(),
-            "pkey": P.key[pids].copy(),
-            "created_at": P.created[pids].copy(),
-            "first_seen_at": P.first[pids].copy(),
-            "last_seen_at": P.last[pids].copy(),
-            "status": P.status[pids].astype(_I64),
-            "merged_to": P.merged_to[pids].copy(),
-            "event_count": P.count[pids].copy(),
-            "is_known": P.known[pids].copy(),
-            "written_window": P.ww[pids].copy(),
+            "pkey": P.key[pids],
+            "created_at": P.created[pids],
+            "first_seen_at": P.first[pids],
+            "last_seen_at": P.last[pids],
+            "status": P.status[pids],
+            "merged_to": P.merged_to[pids],
+            "event_count": P.count[pids],
+            "is_known": P.known[pids],
+            "written_window": P.ww[pids],
         }
 
     def _membership_image(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         M = self.m
         return {
-            "pid": M.pid[rows].copy(),
-            "vid": M.vid[rows].copy(),
-            "type_code": M.code[rows].astype(_I64),
-            "status": M.status[rows].astype(_I64),
-            "first_seen_at": M.first[rows].copy(),
-            "last_seen_at": M.last[rows].copy(),
-            "event_count": M.count[rows].copy(),
-            "written_window": M.ww[rows].copy(),
+            "pid": M.pid[rows],
+            "vid": M.vid[rows],
+            "type_code": M.code[rows],
+            "status": M.status[rows],
+            "first_seen_at": M.first[rows],
+            "last_seen_at": M.last[rows],
+            "event_count": M.count[rows],
+            "written_window": M.ww[rows],
         }
 
     def registry_image(self, vids: np.ndarray) -> dict[str, np.ndarray]:

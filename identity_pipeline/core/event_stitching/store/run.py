@@ -15,6 +15,7 @@ and commits. A failure anywhere leaves the previous tables as they were.
 from __future__ import annotations
 
 import contextlib
+import gc
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -258,8 +259,19 @@ class StitchRun:
     # ---- one window ---------------------------------------------------------------------------------------
 
     def process(self, window: Window) -> dict[str, float]:
-        """Stitch the run's next window; its rows are written in the background (visible once the run
-        finishes, like everything else of the run)."""
+        """Stitch the run's next window; its rows are written in the background (visible at the next commit
+        point or when the run finishes)."""
+        # the window allocates many small Python objects (merge walk, reference path) and no reference
+        # cycles: the cyclic collector would only re-scan the process's objects (a third of the merge walk)
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            return self._process(window)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _process(self, window: Window) -> dict[str, float]:
         t0 = time.perf_counter()
         cache = self.cache
         if self._done >= len(self.windows) or window.key != self.windows[self._done].key:

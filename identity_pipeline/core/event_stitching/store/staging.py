@@ -126,7 +126,8 @@ def read_window(
             f"select * from ({sql}) where event_ts >= $window_start and event_ts < $window_end", params=params
         ).to_arrow_table()
         n = t.num_rows
-        models.append(pa.array(np.full(n, model.name, dtype=object), type=pa.string()))
+        one = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([model.name]))
+        models.append(one.cast(pa.string()))
         eids.append(t.column("event_id").combine_chunks().cast(pa.string()))
         tss.append(_micros(t.column("event_ts")))
         rows = np.arange(offset, offset + n, dtype=np.int64)
