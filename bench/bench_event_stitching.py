@@ -6,12 +6,14 @@
   `bench/.data/` (git-ignored).
 * Each run is a child process on a fresh DuckDB file, through the same store calls the Dagster assets make:
   `validate_models`, `stage_window` per window (assets `window_events` + `identifier_observations`), then
-  `StitchRun` (asset `event_stitching_graph`): `--mode backfill` (default) stitches every window in one run
-  and one transaction, as `identity-pipeline run` and a Dagster range backfill do; `--mode daily` stitches
-  each window in its own run, as the daily schedule does. The final `CHECKPOINT` is timed too.
-* A window's time is its staging plus its stitching (read, engine, apply, write of outputs and undo log; in
-  daily mode also the run's flush of the state tables). In backfill mode the run's flush comes once, at the
-  end, and is part of the wall time.
+  `StitchRun` (asset `event_stitching_graph`): `--mode backfill` (default) stitches every window in one run,
+  as `identity-pipeline run` and a Dagster range backfill do, committing every `--commit-every` windows (the
+  config's `commit_every_windows`, default 10); `--mode daily` stages and stitches each window in its own run,
+  as the daily schedule does. The final `CHECKPOINT` is timed too.
+* A window's time is its staging plus its stitching (read, engine, apply, handing its rows to the writer
+  thread; a window holding a commit point includes writing the state tables and the commit; in daily mode
+  every window ends its run: its flush and commit). The end of a backfill run (last state rows, views,
+  commit) is part of the wall time.
 * Peak RSS: ru_maxrss of the child (DuckDB's native memory included), read right after the last window, before
   the accuracy step.
 * Accuracy: pairwise precision / recall of the resolved profile ids (excluded events count as singletons)

@@ -121,6 +121,9 @@ class EventStitchingConfig(StrictModel):
     models: list[EventModelConfig] = Field(min_length=1)
     identifiers: dict[str, IdentifierPolicy] = Field(min_length=1)
     released_values: list[ReleasedValue] = Field(default_factory=list)
+    # a run over many windows (a backfill) commits every N windows: bounded memory for DuckDB's open
+    # transaction, and a failure keeps the windows committed before it (docs/event-stitching-storage.md)
+    commit_every_windows: int = Field(default=10, ge=1)
 
     @field_validator("window", mode="before")
     @classmethod

@@ -5,10 +5,11 @@
 
 `window_events` and `identifier_observations` are staged together (one read of the models per window).
 `event_stitching_graph` depends on its own previous window and is computed together with the published
-outputs (one multi-asset step): the run's windows are stitched in order and written in **one DuckDB
-transaction** by `core/event_stitching/store/` (`StitchRun`). Every asset has `BackfillPolicy.single_run()`,
-so a range of windows is one run that loops over the windows oldest first. Dagster does not stop a run of
-window N when N-1 was never processed; the store checks it and fails with a message naming both windows.
+outputs (one multi-asset step): the run's windows are stitched in order by `core/event_stitching/store/`
+(`StitchRun`), committed every `commit_every_windows` windows (a failure keeps the windows committed before
+it). Every asset has `BackfillPolicy.single_run()`, so a range of windows is one run that loops over the
+windows oldest first. Dagster does not stop a run of window N when N-1 was never processed; the store checks
+it and fails with a message naming both windows.
 """
 
 import warnings
@@ -212,7 +213,7 @@ def build_event_stitching_defs(config: PipelineConfig) -> dg.Definitions:
             store.ensure_schema(con)
             for w in windows:
                 store.require_staged(con, w.key, "identifier_observations")
-            all_metrics = store.stitch_windows(con, es, windows)  # one transaction for the whole range
+            all_metrics = store.stitch_windows(con, es, windows, commit_every=es.commit_every_windows)
         for w, metrics in zip(windows, all_metrics, strict=True):
             context.log_event(
                 dg.AssetObservation(asset_key=GRAPH_KEY, partition=w.key, metadata=_numeric_metadata(metrics))

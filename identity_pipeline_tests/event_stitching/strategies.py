@@ -113,7 +113,7 @@ def streams(draw: st.DrawFn, max_windows: int = 3, max_events: int = 12):
 
 def reference_stitch(state, events, observations, config, window_key) -> WindowResult:
     """The reference path explicitly (stitch_window may take a faster path)."""
-    return stitch_window(state, events, observations, config, window_key, use_batched=False)
+    return stitch_window(state, events, observations, config, window_key, use_fast_path=False)
 
 
 StitchFn = Callable[[GraphState, pd.DataFrame, pd.DataFrame, EventStitchingConfig, str], WindowResult]

@@ -81,7 +81,7 @@ def run_both(config, windows: list[list[dict[str, Any]]]) -> int:
 
 @SETTINGS
 @given(streams(max_windows=4, max_events=14))
-def test_batched_equals_reference_on_random_streams(stream):
+def test_fast_path_equals_reference_on_random_streams(stream):
     config, windows = stream
     run_both(config, windows)
 
@@ -142,7 +142,7 @@ def people_streams(draw: st.DrawFn, max_windows: int = 4):
 
 @SETTINGS
 @given(people_streams())
-def test_batched_equals_reference_on_people_streams(stream):
+def test_fast_path_equals_reference_on_people_streams(stream):
     config, windows = stream
     run_both(config, windows)
 
@@ -220,15 +220,12 @@ def test_example_tests_give_identical_results_on_both_paths(test_fn, monkeypatch
     test_fn()
 
 
-def test_engine_dispatches_to_the_batched_path():
+def test_engine_dispatches_to_the_fast_path():
     config = helpers.make_config()
     events_df, obs = window_inputs(
         [helpers.ev("e1", 0, cookie_id="c1"), helpers.ev("e2", 1, cookie_id="c1")], config
     )
     r = engine.stitch_window(GraphState.empty(), events_df, obs, config, "w0")
-    if "use_batched" in inspect.signature(engine.stitch_window).parameters:
-        assert r.metrics.get("events_fast_path") == 2
-        ref = engine.stitch_window(GraphState.empty(), events_df, obs, config, "w0", use_batched=False)
-        assert "events_fast_path" not in ref.metrics or ref.metrics["events_fast_path"] == 0
-    else:
-        pytest.skip("engine does not dispatch yet")
+    assert r.metrics.get("events_fast_path") == 2
+    ref = engine.stitch_window(GraphState.empty(), events_df, obs, config, "w0", use_fast_path=False)
+    assert "events_fast_path" not in ref.metrics or ref.metrics["events_fast_path"] == 0

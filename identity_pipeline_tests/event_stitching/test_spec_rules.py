@@ -48,12 +48,12 @@ from identity_pipeline_tests.event_stitching.helpers import (
 DAY = 24 * 60  # minutes
 
 
-@pytest.fixture(params=["batched", "reference"])
+@pytest.fixture(params=["fast_path", "reference"])
 def engine_path(request, monkeypatch) -> str:
-    """Run the test through `stitch_window`'s default batched path, then through the reference only."""
+    """Run the test through `stitch_window`'s default fast path, then through the reference only."""
     if request.param == "reference":
         monkeypatch.setattr(
-            helpers, "stitch_window", functools.partial(engine.stitch_window, use_batched=False)
+            helpers, "stitch_window", functools.partial(engine.stitch_window, use_fast_path=False)
         )
     return request.param
 
@@ -1008,3 +1008,29 @@ def test_scenario_shuffled_input_order_gives_the_hand_written_graph(seed):
         zip(state.profiles["dinmo_stitched_profile_id"], state.profiles["created_sequence"], strict=True)
     )
     assert seq == {p_u: 1, p_v: 2, p_d: 3}
+
+
+def test_guarantees_a_finished_run_frees_its_in_memory_graph_without_the_cyclic_collector():
+    # the daily schedule runs one StitchRun per window in a long-lived process: each run's graph must go
+    # when the run ends, not whenever Python's cyclic collector gets to it
+    import gc
+    import weakref
+
+    cfg = make_config()
+    con = duckdb.connect()
+    store.ensure_schema(con)
+    events_df, long = frames([ev("e1", 1, user_id="u1", cookie_id="c1")])
+    window = store.window_for_key(cfg, "2026-11-01")
+    store.stage_frames(con, cfg, window, events_df, extract_observations(long, cfg))
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        run = store.StitchRun(con, cfg, [window])
+        graph = weakref.ref(run.cache)
+        run.process(window)
+        run.finish()
+        del run
+        assert graph() is None
+    finally:
+        if enabled:
+            gc.enable()

@@ -138,7 +138,9 @@ def test_rerun_earlier_window_then_later_equals_one_in_order_run(tmp_path: Path)
     one = make_config(tmp_path / "one.duckdb")
     assert run_windows(build_definitions(one), SAMPLE_WINDOWS[0], SAMPLE_WINDOWS[-1]).success
 
-    two = make_config(tmp_path / "two.duckdb")
+    section = sample_section()
+    section["commit_every_windows"] = 2  # the range runs commit every 2 windows: same tables
+    two = make_config(tmp_path / "two.duckdb", section)
     defs = build_definitions(two)
     assert run_windows(defs, SAMPLE_WINDOWS[0], "2026-11-03").success
     for key in ("2026-11-04", "2026-11-05"):  # window by window, as the daily schedule would
@@ -197,6 +199,13 @@ def test_missing_model_column_is_a_config_error(tmp_path: Path):
         store.read_window_events(
             con, config.event_stitching, datetime(2026, 11, 1), datetime(2026, 11, 2), DATA
         )
+
+
+def test_commit_every_windows_must_be_positive(tmp_path: Path):
+    section = sample_section()
+    section["commit_every_windows"] = 0
+    with pytest.raises(ConfigError, match=r"commit_every_windows.*greater than or equal to 1"):
+        make_config(tmp_path / "bad.duckdb", section)
 
 
 def test_read_window_events_order_and_utc(config):

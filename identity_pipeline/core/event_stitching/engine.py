@@ -1,9 +1,9 @@
 """`stitch_window()`: one window of events against the graph state -> WindowResult.
 
-The engine is pure (no I/O, no Dagster): the store loads the subgraph the window touches, calls
-`stitch_window`, diffs the returned state against what it loaded and persists the window's output rows.
-By default it takes the batched fast path (`batched/`), which must give the reference's
-(`reference.py`) outputs exactly.
+The engine is pure (no I/O, no Dagster), on frames: a `GraphState` (the whole graph or the subgraph a window
+touches) and the window's events and observations. By default it runs the fast path (`fast_path/`, through
+the frame adapter `frames.py`), which must give the reference's (`reference.py`) outputs exactly. The
+pipeline's store (`store/`) calls the fast path directly on integer-coded arrays (`fast_path.stitch_arrays`).
 """
 
 from __future__ import annotations
@@ -98,18 +98,15 @@ def stitch_window(
     observations: pd.DataFrame,
     config: EventStitchingConfig,
     window_key: str,
-    use_batched: bool = True,
+    use_fast_path: bool = True,
 ) -> WindowResult:
     """Stitch one window's events (processed in (event_ts, model, event_id) order) onto `state`.
 
     `state` may be the whole graph or the subgraph the window touches (see `GraphState.subgraph`); the
-    decisions are the same. The returned state holds the same tables, updated. `use_batched` (default) takes
-    the batched fast path (`batched/`, proven equal to the reference); False forces the reference.
-    Optional integer key columns (`ekey` on events and observations, `vkey` on observations, memberships and
-    registry rows, `pkey` on profiles and memberships, as the store adds them) let the fast path match on
-    them instead of hashing strings; each must name one string (pair), and without them it hashes.
+    decisions are the same. The returned state holds the same tables, updated. `use_fast_path` (default) takes
+    the fast path (`fast_path/`, tested equal to the reference); False runs only the reference.
     """
-    if use_batched:
+    if use_fast_path:
         from identity_pipeline.core.event_stitching.frames import stitch_frames
 
         return stitch_frames(state, events, observations, config, window_key)

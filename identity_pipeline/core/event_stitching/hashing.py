@@ -1,7 +1,7 @@
 """A 64-bit string hash, the same in numpy (whole Arrow string arrays at once) and in plain Python.
 
-Profile ids (`reference.profile_id_for`) and the value dictionary's keys are hashes of strings that must be
-the same on every machine and in every version: Python's `hash()` is salted and DuckDB's `hash()` may change
+Profile ids (`reference.profile_id_for`) are hashes of strings that must be the same on every machine and in
+every version: Python's `hash()` is salted and DuckDB's `hash()` may change
 between releases, and hashing hundreds of thousands of strings one by one with `hashlib` costs ~2 µs each.
 This is a plain, documented function of the UTF-8 bytes, computed 8 bytes at a time:
 
@@ -12,8 +12,7 @@ This is a plain, documented function of the UTF-8 bytes, computed 8 bytes at a t
 
 K0, K1, K2 are odd 64-bit constants (below), arithmetic is modulo 2^64. It is not a cryptographic hash:
 collisions are as rare as for any good 64-bit hash (about n^2 / 2^65 among n distinct strings), and the code
-that uses it handles them (a created id that exists already gets another one, see `reference.py` rule 7; the
-dictionary keys a value with two hashes of different seeds, 128 bits).
+that uses it handles them (a created id that exists already gets another one, see `reference.py` rule 7).
 """
 
 from __future__ import annotations
@@ -28,8 +27,6 @@ F1 = 0xFF51AFD7ED558CCD
 F2 = 0xC4CEB9FE1A85EC53
 MASK = (1 << 64) - 1
 SEED_PROFILE = 0x0E5B_0000_0000_0001
-SEED_VALUE_1 = 0x0E5B_0000_0000_0002
-SEED_VALUE_2 = 0x0E5B_0000_0000_0003
 
 
 def _fmix(h: int) -> int:
@@ -112,11 +109,3 @@ def profile_keys(models: pa.Array, event_ids: pa.Array) -> np.ndarray:
 
     joined = pc.binary_join_element_wise(models.cast(pa.string()), event_ids.cast(pa.string()), "\x1f")
     return hash64(joined, SEED_PROFILE)
-
-
-def value_keys(types: pa.Array, values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """The dictionary's two 64-bit keys of (identifier_type, value) pairs."""
-    import pyarrow.compute as pc
-
-    joined = pc.binary_join_element_wise(types.cast(pa.string()), values.cast(pa.string()), "\x1f")
-    return hash64(joined, SEED_VALUE_1), hash64(joined, SEED_VALUE_2)

@@ -2,7 +2,7 @@
 
 Both rules depend only on (identifier_type, raw value), so they run once per *distinct* pair
 (`standardize_values`): `extract_observations` joins the result back onto the rows of a frame, the store
-(`store.stage_observations`) onto the staged rows in DuckDB, without moving the rows through pandas.
+(`store.stage_window`) onto the window's rows as Arrow arrays, without moving the rows through pandas.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 computed mostly vectorised over integer-coded arrays.
 
 How (every step is checked against the reference by identity_pipeline_tests/event_stitching/
-test_batched_equivalence.py, through `frames.py`):
+test_fast_path_equivalence.py, through `frames.py`):
 
 1. `inputs.py`: the subgraph the window reads (values, profiles, memberships) and the window's events and
    observations, as numpy arrays of small integers (`Subgraph`, `WindowEvents`, `Policy`).

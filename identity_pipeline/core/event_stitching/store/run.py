@@ -170,6 +170,7 @@ class StitchRun:
             self._prepare()
         except BaseException:
             con.execute("ROLLBACK")
+            self.reader.close()
             raise
 
     def __enter__(self) -> StitchRun:
@@ -196,6 +197,14 @@ class StitchRun:
             self._wait()
         self._io.shutdown(wait=True)
         self.con.execute("ROLLBACK")
+        self._release()
+
+    def _release(self) -> None:
+        """Drop the in-memory graph now: it refers back to the run (`before_query`), and the cyclic collector
+        may not look at that cycle for a long time, with gigabytes of arrays in it."""
+        self.cache = None
+        self._prefetched.clear()
+        self.reader.close()
 
     def _prepare(self) -> None:
         con = self.con
@@ -523,7 +532,7 @@ class StitchRun:
         self.flush_seconds += time.perf_counter() - t
 
     def finish(self) -> None:
-        """Write the state rows the run changed, re-create the views, commit."""
+        """Write the state rows changed since the last commit point, re-create the views, commit."""
         t = time.perf_counter()
         try:
             self._wait()
@@ -537,4 +546,5 @@ class StitchRun:
             raise
         self._io.shutdown(wait=True)
         self.con.execute("COMMIT")
+        self._release()
         self.flush_seconds += time.perf_counter() - t
