@@ -5,7 +5,7 @@
 * Data: `identity_pipeline.generators.events` (web + app events, Parquet, truth `person_id`), cached in
   `bench/.data/` (git-ignored).
 * Each run is a child process on a fresh DuckDB file, through the same store calls the Dagster assets make:
-  `validate_models`, `stage_window` per window (assets `window_events` + `identifier_observations`), then
+  `validate_models`, `stage_windows` (assets `window_events` + `identifier_observations`), then
   `StitchRun` (asset `event_stitching_graph`): `--mode backfill` (default) stitches every window in one run,
   as `identity-pipeline run` and a Dagster range backfill do, committing every `--commit-every` windows (the
   config's `commit_every_windows`, default 10); `--mode daily` stages and stitches each window in its own run,
@@ -163,10 +163,15 @@ def child(args: argparse.Namespace) -> None:
     store.ensure_schema(con)
     store.validate_models(con, es, base)
 
-    def stage(w) -> dict:
-        t0 = time.perf_counter()
-        counts = store.stage_window(con, es, w, base)  # assets window_events + identifier_observations
-        return {"window": w.key, "events": counts["events"], "stage_s": time.perf_counter() - t0}
+    def stage(ws: list) -> list[dict]:
+        """Assets window_events + identifier_observations over `ws` (one window's time: since the previous
+        window was staged; the next window is read while one is written)."""
+        recs, t0 = [], time.perf_counter()
+        for w, counts in store.stage_windows(con, es, ws, base):
+            t1 = time.perf_counter()
+            recs.append({"window": w.key, "events": counts["events"], "stage_s": t1 - t0})
+            t0 = t1
+        return recs
 
     def stitched(rec: dict, metrics: dict, timing: dict) -> None:
         nonlocal fast
@@ -188,7 +193,7 @@ def child(args: argparse.Namespace) -> None:
         )
 
     if args.mode == "backfill":  # what `identity-pipeline run` and a Dagster range backfill do: one run
-        recs = [stage(w) for w in windows]
+        recs = stage(windows)
         t_run = time.perf_counter()
         run = store.StitchRun(con, es, windows, commit_every=args.commit_every)
         for w, rec in zip(windows, recs, strict=True):
@@ -200,7 +205,7 @@ def child(args: argparse.Namespace) -> None:
     else:  # the daily schedule: each window staged and stitched in its own run
         run_s = 0.0
         for w in windows:
-            rec = stage(w)
+            rec = stage([w])[0]
             t_run = time.perf_counter()
             run = store.StitchRun(con, es, [w])
             metrics = run.process(w)

@@ -150,8 +150,7 @@ def build_event_stitching_defs(config: PipelineConfig) -> dg.Definitions:
         with duckdb.get_connection() as con:
             store.ensure_schema(con)
             store.validate_models(con, es, base_dir)
-            for w in windows:
-                counts = store.stage_window(con, es, w, base_dir)
+            for w, counts in store.stage_windows(con, es, windows, base_dir):
                 per_window[w.key] = counts["events"]
                 events += counts["events"]
                 observations += counts["observations"]

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from dagster_duckdb import DuckDBResource
 
-from identity_pipeline.config import ConfigError
+from identity_pipeline.config import ConfigError, parse_config
 from identity_pipeline.core.event_stitching import store
 from identity_pipeline.defs import build_definitions
 from identity_pipeline.defs.event_stitching import JOB_NAME
@@ -206,6 +206,57 @@ def test_commit_every_windows_must_be_positive(tmp_path: Path):
     section["commit_every_windows"] = 0
     with pytest.raises(ConfigError, match=r"commit_every_windows.*greater than or equal to 1"):
         make_config(tmp_path / "bad.duckdb", section)
+
+
+def _staged_rows(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
+    return {
+        t: con.execute(f"select * from {t} order by all").fetchall()
+        for t in ("es_stage.events", "es_stage.observations", "es_state.value_dictionary")
+    }
+
+
+def test_stage_windows_writes_the_rows_of_staging_each_window_alone(tmp_path: Path):
+    es = make_config(tmp_path / "x.duckdb").event_stitching
+    windows = store.config_windows(es)
+    one, many = duckdb.connect(str(tmp_path / "one.duckdb")), duckdb.connect(str(tmp_path / "many.duckdb"))
+    for con in (one, many):
+        store.ensure_schema(con)
+    for w in windows:
+        store.stage_window(one, es, w, DATA)
+    staged = [(w.key, counts["events"]) for w, counts in store.stage_windows(many, es, windows, DATA)]
+    assert [k for k, _ in staged] == [w.key for w in windows]
+    assert sum(n for _, n in staged) == one.execute("select count(*) from es_stage.events").fetchone()[0] > 0
+    assert _staged_rows(many) == _staged_rows(one)
+
+
+def test_stage_windows_stops_at_a_failing_window_with_the_windows_before_it_staged(tmp_path: Path):
+    events = tmp_path / "events"
+    events.mkdir()
+    for f in (DATA / "events").iterdir():
+        (events / f.name).write_text(f.read_text())
+    web = events / "web_events.csv"
+    rows = web.read_text().splitlines()
+    # w010 is an event of 2026-11-04: a second row with its id in that window
+    rows.append(next(r for r in rows if r.startswith("w010,")).replace(" 18:00", " 19:00", 1))
+    web.write_text("\n".join(rows) + "\n")
+    section = sample_section()
+    config = parse_config(
+        {"duckdb_path": str(tmp_path / "es.duckdb"), "event_stitching": section}, base_dir=tmp_path
+    )
+    es = config.event_stitching
+    con = duckdb.connect(str(tmp_path / "es.duckdb"))
+    store.ensure_schema(con)
+    done = []
+    with pytest.raises(
+        ConfigError, match=r"web_events\.event_id: event id 'w010' appears 2 times in window 2026-11-04"
+    ):
+        for w, _ in store.stage_windows(con, es, store.config_windows(es), tmp_path):
+            done.append(w.key)
+    assert done == ["2026-11-01", "2026-11-02", "2026-11-03"]
+    staged = [
+        r[0] for r in con.execute("select distinct window_key from es_stage.events order by 1").fetchall()
+    ]
+    assert staged == done
 
 
 def test_read_window_events_order_and_utc(config):

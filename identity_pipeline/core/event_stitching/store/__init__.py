@@ -9,8 +9,9 @@ Modules (each imports only the ones above it):
 * `tables.py`: schemas, tables, view names; `ensure_schema`;
 * `windows.py`: windows from the config, processed windows, `check_predecessor`;
 * `dictionary.py`: identifier type codes and the value dictionary (`vid` of every value);
-* `staging.py`: a window's events and observations from the models (`stage_window`) or frames
-  (`stage_frames`), integer-coded;
+* `staging.py`: a window's events and observations from the models (`stage_window`; several
+  windows, the next one read while the current one is written: `stage_windows`) or frames (`stage_frames`),
+  integer-coded;
 * `columns.py`, `keyset.py`: growable arrays, row chains, a set of 64-bit keys;
 * `graph_cache.py`: the run's in-memory graph, loaded from the state tables on demand, journaled;
 * `subgraph.py`: the subgraph a window reads, from the in-memory graph;
@@ -34,6 +35,7 @@ from identity_pipeline.core.event_stitching.store.staging import (
     require_staged,
     stage_frames,
     stage_window,
+    stage_windows,
     validate_models,
 )
 from identity_pipeline.core.event_stitching.store.tables import (
@@ -129,6 +131,7 @@ __all__ = [
     "require_staged",
     "stage_frames",
     "stage_window",
+    "stage_windows",
     "stitch_windows",
     "validate_models",
     "window_for_key",

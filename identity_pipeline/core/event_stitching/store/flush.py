@@ -1,11 +1,13 @@
-"""Writing a run's in-memory graph back to the state tables (once, at the end of the run), and a window's undo
-log (`undo_rows`, after each window).
+"""Writing a run's in-memory graph back to the state tables (at each commit point and at the end of the run),
+and a window's undo log (`undo_tables`, after each window).
 
 For each table: the keys of the changed rows that were in DuckDB are deleted, then the current rows are
 inserted, all from Arrow (no row goes through Python objects).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
 
 import duckdb
 import numpy as np
@@ -148,42 +150,55 @@ def insert_tables(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table]) -
         _insert(con, name, table)
 
 
-def flush(con: duckdb.DuckDBPyConnection, cache: GraphCache) -> dict[str, int]:
-    """Write every row the run changed to the state tables. Returns the number of rows written per table."""
+FlushOp = tuple[str, str, pa.Table]  # ("delete" | "insert", state table, keys or rows)
+
+
+def flush_ops(cache: GraphCache, written: dict[str, int]) -> Iterator[FlushOp]:
+    """Every row the run changed since the last write, as Arrow tables (copies: later changes to the cache do
+    not reach them), one table at a time; `written` receives the number of rows written per table.
+    `write_ops` writes them."""
     V, P, M = cache.v, cache.p, cache.m
-    written: dict[str, int] = {}
     vids = np.flatnonzero(V.dirty[: V.n])
-    _delete(con, "registry", pa.table({"vid": pa.array(vids[V.in_db[vids]].astype(np.int32))}))
+    yield ("delete", "registry", pa.table({"vid": pa.array(vids[V.in_db[vids]].astype(np.int32))}))
     reg = vids[V.reg[vids]]
-    _insert(con, "registry", registry_table(cache.registry_image(reg)))
+    yield ("insert", "registry", registry_table(cache.registry_image(reg)))
     written["registry"] = len(reg)
 
     pids = np.flatnonzero(P.dirty[: P.n])
-    _delete(con, "profiles", pa.table({"pid": pa.array(pids[P.in_db[pids]].astype(np.int64))}))
-    _insert(con, "profiles", profile_table(cache.profile_image(pids)))
+    yield ("delete", "profiles", pa.table({"pid": pa.array(pids[P.in_db[pids]].astype(np.int64))}))
+    yield ("insert", "profiles", profile_table(cache.profile_image(pids)))
     written["profiles"] = len(pids)
 
     rows = np.flatnonzero(M.dirty[: M.n])
     old = rows[M.in_db[rows]]
     if len(old):
         keys = pd.DataFrame({"pid": M.pid[old].astype(np.int64), "vid": M.vid[old]}).drop_duplicates()
-        _delete(
-            con,
-            "memberships",
-            pa.table({"pid": pa.array(keys["pid"].to_numpy()), "vid": pa.array(keys["vid"].to_numpy())}),
-        )
+        pairs = {"pid": pa.array(keys["pid"].to_numpy()), "vid": pa.array(keys["vid"].to_numpy())}
+        yield ("delete", "memberships", pa.table(pairs))
     live = rows[M.alive[rows]]
-    _insert(con, "memberships", membership_table(cache.membership_image(live)))
+    yield ("insert", "memberships", membership_table(cache.membership_image(live)))
     written["memberships"] = len(live)
 
     red = [(f, r) for f, r in cache.redirects.items() if r[7]]
-    _delete(con, "redirects", pa.table({"from_pid": pa.array([f for f, r in red if r[6]], pa.int64())}))
-    _insert(con, "redirects", redirect_table(red))
+    yield ("delete", "redirects", pa.table({"from_pid": pa.array([f for f, r in red if r[6]], pa.int64())}))
+    yield ("insert", "redirects", redirect_table(red))
     written["redirects"] = len(red)
 
     con_rows = [(v, r) for v, r in cache.conflicts.items() if r[4]]
     gone = sorted(cache.conflicts_deleted | {v for v, r in con_rows if r[3]})
-    _delete(con, "conflicts", pa.table({"vid": pa.array(gone, pa.int32())}))
-    _insert(con, "conflicts", conflict_table(con_rows))
+    yield ("delete", "conflicts", pa.table({"vid": pa.array(gone, pa.int32())}))
+    yield ("insert", "conflicts", conflict_table(con_rows))
     written["conflicts"] = len(con_rows)
+
+
+def write_ops(con: duckdb.DuckDBPyConnection, ops: Iterable[FlushOp]) -> None:
+    """Apply `flush_ops` to the state tables, in order (a table's deletes before its inserts)."""
+    for op, table, data in ops:
+        (_delete if op == "delete" else _insert)(con, table, data)
+
+
+def flush(con: duckdb.DuckDBPyConnection, cache: GraphCache) -> dict[str, int]:
+    """Write every row the run changed to the state tables. Returns the number of rows written per table."""
+    written: dict[str, int] = {}
+    write_ops(con, flush_ops(cache, written))  # one table's rows in memory at a time
     return written

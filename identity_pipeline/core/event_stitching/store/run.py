@@ -41,7 +41,13 @@ from identity_pipeline.core.event_stitching.hashing import profile_keys
 from identity_pipeline.core.event_stitching.metrics import coded_window_metrics
 from identity_pipeline.core.event_stitching.store.apply import apply_outcome, recount_conflicts
 from identity_pipeline.core.event_stitching.store.dictionary import type_codes
-from identity_pipeline.core.event_stitching.store.flush import flush, insert_tables, undo_tables
+from identity_pipeline.core.event_stitching.store.flush import (
+    flush,
+    flush_ops,
+    insert_tables,
+    undo_tables,
+    write_ops,
+)
 from identity_pipeline.core.event_stitching.store.graph_cache import GraphCache
 from identity_pipeline.core.event_stitching.store.subgraph import extract
 from identity_pipeline.core.event_stitching.store.tables import (
@@ -522,13 +528,20 @@ class StitchRun:
 
     def _commit_point(self) -> None:
         """Write the state rows changed so far and commit the windows processed so far; go on in a new
-        transaction with the same in-memory graph."""
+        transaction with the same in-memory graph. The rows are copied out of the graph here; the writer
+        thread writes them and commits while the next window is stitched (the next job it is given, or any
+        read of the connection, waits for that commit)."""
         t = time.perf_counter()
-        self._wait()
-        flush(self.con, self.cache)
+        ops = list(flush_ops(self.cache, {}))
         self.cache.mark_written()
-        self.con.execute("COMMIT")
-        self.con.execute("BEGIN TRANSACTION")
+        con = self.con
+
+        def write_and_commit() -> None:
+            write_ops(con, ops)
+            con.execute("COMMIT")
+            con.execute("BEGIN TRANSACTION")
+
+        self._submit(write_and_commit)
         self.flush_seconds += time.perf_counter() - t
 
     def finish(self) -> None:
