@@ -10,10 +10,11 @@
   as `identity-pipeline run` and a Dagster range backfill do, committing every `--commit-every` windows (the
   config's `commit_every_windows`, default 10); `--mode daily` stages and stitches each window in its own run,
   as the daily schedule does. The final `CHECKPOINT` is timed too.
-* A window's time is its staging plus its stitching (read, engine, apply, handing its rows to the writer
-  thread; a window holding a commit point includes writing the state tables and the commit; in daily mode
-  every window ends its run: its flush and commit). The end of a backfill run (last state rows, views,
-  commit) is part of the wall time.
+* A window's time is its staging (since the previous window was staged: the next window is read while one is
+  written) plus its stitching (read, engine, apply, handing its rows to the writer thread; a window holding a
+  commit point includes copying the changed state rows for the writer, which writes them and commits during
+  the next window; in daily mode every window ends its run: its flush and commit). The end of a backfill run
+  (last state rows, views, commit) is part of the wall time.
 * Peak RSS: ru_maxrss of the child (DuckDB's native memory included), read right after the last window, before
   the accuracy step.
 * Accuracy: pairwise precision / recall of the resolved profile ids (excluded events count as singletons)

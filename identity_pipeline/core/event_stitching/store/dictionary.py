@@ -5,8 +5,8 @@ table stores or compares a value string; the published views join the strings ba
 128-bit MD5 of `identifier_type || U+001F || value` (two UBIGINT halves): one integer join finds the ids of a
 window's values however long the dictionary grows. Two different values with the same 128-bit key would be
 one value here; at 10 million values the chance is about 1 in 10^24, so this is treated as impossible.
-New values get the next ids in key order (deterministic for a given set of new values). Ids are internal:
-nothing is ordered or published by them.
+New values get the next ids in (type, first sighting) order (the same input gives the same ids). Ids are
+internal: nothing is ordered or published by them.
 """
 
 from __future__ import annotations
