@@ -37,52 +37,61 @@ def type_names(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
     return {int(c): str(n) for c, n in rows}
 
 
-def value_ids(con: duckdb.DuckDBPyConnection, parts: list[tuple[str, int, pa.Array]]) -> list[np.ndarray]:
-    """Ids of distinct values: `parts` holds (identifier_type, type_code, distinct values) per type; returns
-    the ids aligned with each part's values, adding the values the dictionary does not hold yet."""
-    if not parts:
-        return []
-    lens = [len(v) for _, _, v in parts]
-    starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
-    table = pa.table(
-        {
-            "d": pa.array(np.arange(sum(lens), dtype=np.int64)),
-            "k": pa.array(np.repeat(np.arange(len(parts), dtype=np.int32), lens)),
-            "value": pa.concat_arrays([v.cast(pa.string()) for _, _, v in parts]),
-        }
-    )
-    names = ", ".join(f"({i}, '{t.replace(chr(39), chr(39) * 2)}')" for i, (t, _, _) in enumerate(parts))
+def value_keys(
+    con: duckdb.DuckDBPyConnection, names: list[str], kind: np.ndarray, values: pa.Array
+) -> pa.Table:
+    """The 128-bit keys (h1, h2) of values, row for row; `kind[i]` indexes `names`, the identifier type of
+    `values[i]`. Needs nothing from the dictionary (staging computes them on its reader thread)."""
+    h1 = np.zeros(len(values), dtype=np.uint64)
+    h2 = np.zeros(len(values), dtype=np.uint64)
+    if len(values):
+        table = pa.table(
+            {"d": pa.array(np.arange(len(values), dtype=np.int64)), "k": pa.array(kind), "value": values}
+        )
+        names_sql = ", ".join(f"({i}, '{t.replace(chr(39), chr(39) * 2)}')" for i, t in enumerate(names))
+        res = on_arrow(
+            con,
+            "__es_values",
+            table,
+            f"""select y.d, (y.h >> 64)::UBIGINT as h1, (y.h & {_LOW64})::UBIGINT as h2
+                from (select v.d, md5_number(t.name || chr(31) || v.value) as h
+                      from __es_values v join (values {names_sql}) t(k, name) using (k)) y""",
+        ).to_arrow_table()
+        d = res.column("d").to_numpy()
+        h1[d] = res.column("h1").to_numpy()
+        h2[d] = res.column("h2").to_numpy()
+    return pa.table({"h1": pa.array(h1), "h2": pa.array(h2)})
+
+
+def ids_of_keys(
+    con: duckdb.DuckDBPyConnection, codes: np.ndarray, values: pa.Array, keys: pa.Table
+) -> np.ndarray:
+    """Ids of distinct values (type code `codes[i]`, string `values[i]`, key row `keys[i]`), adding the values
+    the dictionary does not hold yet, numbered in the order given (the same input gives the same ids)."""
+    n = len(values)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    probe = keys.append_column("d", pa.array(np.arange(n, dtype=np.int64)))
     res = on_arrow(
         con,
-        "__es_values",
-        table,
-        f"""select x.d, x.h1, x.h2, d.vid from (
-                select y.d, (y.h >> 64)::UBIGINT as h1, (y.h & {_LOW64})::UBIGINT as h2
-                from (select v.d, md5_number(t.name || chr(31) || v.value) as h
-                      from __es_values v join (values {names}) t(k, name) using (k)) y
-            ) x left join {STATE}.value_dictionary d on d.h1 = x.h1 and d.h2 = x.h2""",
+        "__es_keys",
+        probe,
+        f"select k.d, d.vid from __es_keys k join {STATE}.value_dictionary d on d.h1 = k.h1 and d.h2 = k.h2",
     ).to_arrow_table()
-    dense = res.column("d").to_numpy()
-    vid_col = res.column("vid").combine_chunks()
-    found = ~np.asarray(vid_col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    vid = np.full(len(table), -1, dtype=np.int64)
-    vid[dense[found]] = np.asarray(vid_col.fill_null(0).to_numpy(zero_copy_only=False), np.int64)[found]
-    new = np.flatnonzero(vid < 0)  # in (type, first sighting) order: the same ids for the same input
+    vid = np.full(n, -1, dtype=np.int64)
+    vid[res.column("d").to_numpy()] = res.column("vid").to_numpy()
+    new = np.flatnonzero(vid < 0)
     if len(new):
         top = con.execute(f"select max(vid) from {STATE}.value_dictionary").fetchall()[0][0]
         vid[new] = (-1 if top is None else int(top)) + 1 + np.arange(len(new))
-        h1 = np.empty(len(table), dtype=np.uint64)
-        h2 = np.empty(len(table), dtype=np.uint64)
-        h1[dense] = res.column("h1").to_numpy()
-        h2[dense] = res.column("h2").to_numpy()
-        code = np.repeat(np.array([c for _, c, _ in parts], dtype=np.int16), lens)
+        take = pa.array(new)
         added = pa.table(
             {
                 "vid": pa.array(vid[new].astype(np.int32)),
-                "h1": pa.array(h1[new]),
-                "h2": pa.array(h2[new]),
-                "type_code": pa.array(code[new]),
-                "value": table.column("value").take(pa.array(new)),
+                "h1": keys.column("h1").take(take),
+                "h2": keys.column("h2").take(take),
+                "type_code": pa.array(np.asarray(codes)[new].astype(np.int16)),
+                "value": values.take(take),
             }
         )
         on_arrow(
@@ -91,4 +100,19 @@ def value_ids(con: duckdb.DuckDBPyConnection, parts: list[tuple[str, int, pa.Arr
             added,
             f"insert into {STATE}.value_dictionary select * from __es_new_values",
         )
+    return vid
+
+
+def value_ids(con: duckdb.DuckDBPyConnection, parts: list[tuple[str, int, pa.Array]]) -> list[np.ndarray]:
+    """Ids of distinct values: `parts` holds (identifier_type, type_code, distinct values) per type; returns
+    the ids aligned with each part's values, adding the values the dictionary does not hold yet."""
+    if not parts:
+        return []
+    lens = [len(v) for _, _, v in parts]
+    starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+    kind = np.repeat(np.arange(len(parts), dtype=np.int32), lens)
+    values = pa.concat_arrays([v.cast(pa.string()) for _, _, v in parts])
+    keys = value_keys(con, [t for t, _, _ in parts], kind, values)
+    codes = np.array([c for _, c, _ in parts], dtype=np.int64)[kind]
+    vid = ids_of_keys(con, codes, values, keys)
     return [vid[a : a + n] for a, n in zip(starts.tolist(), lens, strict=True)]

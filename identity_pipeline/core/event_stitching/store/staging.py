@@ -3,10 +3,10 @@
 `stage_window` reads the window's rows of every configured model once (DuckDB -> Arrow), orders the events by
 (event_ts, model, event_id) (`seq`), standardizes each identifier column with its type's standardizer (the
 shared `core/standardize.py`, on Arrow-backed strings), flags blocked values, and turns every distinct
-(identifier_type, value) into its id in the value dictionary (`dictionary.value_ids`). It writes
-`es_stage.events` (seq, model, event_id, event_ts) and `es_stage.observations` (seq, vid, blocked, tie), both
-replaced per window in one transaction. `stage_frames` does the same from frames of already standardized
-observations (what the engine tests build).
+(identifier_type, value) into its id in the value dictionary (`dictionary.value_keys`, `ids_of_keys`). It
+writes `es_stage.events` (seq, model, event_id, event_ts) and `es_stage.observations` (seq, vid, blocked,
+tie), both replaced per window in one transaction. `stage_frames` does the same from frames of already
+standardized observations (what the engine tests build).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from identity_pipeline.config.errors import ConfigError
 from identity_pipeline.core.event_stitching.rules.blocked import blocked_mask
-from identity_pipeline.core.event_stitching.store.dictionary import type_codes, value_ids
+from identity_pipeline.core.event_stitching.store.dictionary import ids_of_keys, type_codes, value_keys
 from identity_pipeline.core.event_stitching.store.tables import STAGE, WindowOrderError, on_arrow, sql_text
 from identity_pipeline.core.event_stitching.store.windows import Window
 from identity_pipeline.core.source_io import describe_source, quote_ident, source_select_sql
@@ -221,45 +221,82 @@ def _check_unique(
         )
 
 
-def _observation_rows(
-    con: duckdb.DuckDBPyConnection, seq: np.ndarray, observed: dict[str, Observed], codes: dict[str, int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(seq, vid, type_code, blocked, tie) of the distinct observations, in (seq, identifier_type, value)
-    order."""
-    parts_seq, parts_code, parts_vid, parts_blocked, parts_vals, per_type = [], [], [], [], [], []
-    for typ in sorted(observed):
+@dataclass
+class PreparedWindow:
+    """A staged window before it gets value ids: its event rows in processing order and its distinct
+    observations in (seq, identifier type name, tie) order, each pointing (`local`) at a distinct
+    (type, value) of `values` (types `names[kind]`, keys `keys`), per type in first-sighting order."""
+
+    events: pa.Table
+    names: list[str]
+    o_seq: np.ndarray
+    o_kind: np.ndarray
+    o_local: np.ndarray
+    o_blocked: np.ndarray
+    o_tie: np.ndarray
+    values: pa.Array
+    kind: np.ndarray
+    keys: pa.Table
+
+
+def prepare_window(
+    con: duckdb.DuckDBPyConnection,
+    window: Window,
+    model: pa.Array,
+    event_id: pa.Array,
+    event_ts: np.ndarray,
+    observed: dict[str, Observed],
+) -> PreparedWindow:
+    """Everything of staging that needs nothing from other windows: event ids checked, events ordered,
+    observations ordered and de-duplicated, value keys."""
+    _check_unique(con, model, event_id, window)
+    seq = _processing_order(model, event_id, event_ts)
+    order_e = np.argsort(seq)
+    events = pa.table(
+        {
+            "seq": pa.array(np.arange(len(seq), dtype=np.int32)),
+            "model": model.take(pa.array(order_e)),
+            "event_id": event_id.take(pa.array(order_e)),
+            "event_ts": pa.array(event_ts[order_e].astype("datetime64[us]")),
+        }
+    )
+    names = [t for t in sorted(observed) if len(observed[t].rows)]
+    parts_seq, parts_kind, parts_local, parts_blocked, parts_vals, dicts = [], [], [], [], [], []
+    start = 0
+    for k, typ in enumerate(names):
         ob = observed[typ]
-        if len(ob.rows) == 0:
-            continue
         enc = pc.dictionary_encode(ob.values)
-        per_type.append((typ, enc.dictionary, np.asarray(enc.indices.to_numpy(zero_copy_only=False))))
+        parts_local.append(np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64) + start)
+        start += len(enc.dictionary)
+        dicts.append(enc.dictionary)
         parts_seq.append(seq[ob.rows])
-        parts_code.append(np.full(len(ob.rows), codes[typ], dtype=np.int64))
+        parts_kind.append(np.full(len(ob.rows), k, dtype=np.int64))
         parts_blocked.append(ob.blocked)
         parts_vals.append(ob.values)
-    if not parts_seq:
+    if not names:
         z = np.zeros(0, np.int64)
-        return z, z, z, np.zeros(0, bool), z
-    vids_by_type = value_ids(con, [(typ, codes[typ], d) for typ, d, _ in per_type])
-    parts_vid = [vids[idx] for (_, _, idx), vids in zip(per_type, vids_by_type, strict=True)]
-    o_seq, o_code = np.concatenate(parts_seq), np.concatenate(parts_code)
-    o_vid, o_blocked = np.concatenate(parts_vid), np.concatenate(parts_blocked)
-    o_tie = _ties(o_seq, o_code, pa.concat_arrays(parts_vals))
+        empty = pa.array([], pa.string())
+        return PreparedWindow(
+            events, [], z, z, z, np.zeros(0, bool), z, empty, z, value_keys(con, [], z, empty)
+        )
+    o_seq, o_kind = np.concatenate(parts_seq), np.concatenate(parts_kind)
+    o_local, o_blocked = np.concatenate(parts_local), np.concatenate(parts_blocked)
+    o_tie = _ties(o_seq, o_kind, pa.concat_arrays(parts_vals))
     # an event's values in (identifier_type, value) order: the order the reference reads them in (it decides
-    # the order of an event's audit rows), whatever codes the types got
-    name_rank = np.zeros(max(codes.values(), default=0) + 1, dtype=np.int64)
-    for rank, typ in enumerate(sorted(codes)):
-        name_rank[codes[typ]] = rank
-    order = np.lexsort((o_tie, name_rank[o_code], o_seq))
-    o_seq, o_vid, o_code = o_seq[order], o_vid[order], o_code[order]
+    # the order of an event's audit rows); `names` is sorted, so `kind` is the type's rank
+    order = np.lexsort((o_tie, o_kind, o_seq))
+    o_seq, o_kind, o_local = o_seq[order], o_kind[order], o_local[order]
     o_blocked, o_tie = o_blocked[order], o_tie[order]
     # one observation per (event, value): two columns can carry the same value
     if len(o_seq) > 1:
         keep = np.ones(len(o_seq), dtype=bool)
-        keep[1:] = (o_seq[1:] != o_seq[:-1]) | (o_vid[1:] != o_vid[:-1])
-        o_seq, o_vid, o_code = o_seq[keep], o_vid[keep], o_code[keep]
+        keep[1:] = (o_seq[1:] != o_seq[:-1]) | (o_local[1:] != o_local[:-1])
+        o_seq, o_kind, o_local = o_seq[keep], o_kind[keep], o_local[keep]
         o_blocked, o_tie = o_blocked[keep], o_tie[keep]
-    return o_seq, o_vid, o_code, o_blocked, o_tie
+    values = pa.concat_arrays([d.cast(pa.string()) for d in dicts])
+    kind = np.repeat(np.arange(len(names), dtype=np.int32), [len(d) for d in dicts])
+    keys = value_keys(con, names, kind, values)
+    return PreparedWindow(events, names, o_seq, o_kind, o_local, o_blocked, o_tie, values, kind, keys)
 
 
 def stage_observed(
@@ -272,50 +309,37 @@ def stage_observed(
     observed: dict[str, Observed],
 ) -> dict[str, int]:
     """Write one window's staged events and observations (replacing that window's rows)."""
-    _check_unique(con, model, event_id, window)
-    seq = _processing_order(model, event_id, event_ts)
-    return _write_staged(con, window, model, event_id, event_ts, observed, seq)
+    return write_prepared(con, window, prepare_window(con, window, model, event_id, event_ts, observed))
 
 
-def _write_staged(
-    con: duckdb.DuckDBPyConnection,
-    window: Window,
-    model: pa.Array,
-    event_id: pa.Array,
-    event_ts: np.ndarray,
-    observed: dict[str, Observed],
-    seq: np.ndarray,
-) -> dict[str, int]:
-    """The ordered part of staging: value ids from the dictionary, then the window's rows, one transaction."""
+def write_prepared(con: duckdb.DuckDBPyConnection, window: Window, pw: PreparedWindow) -> dict[str, int]:
+    """The ordered part of staging: value ids from the dictionary (new values get the next ids), then the
+    window's rows, in one transaction."""
     with transaction(con):
-        codes = type_codes(con, sorted(observed))
-        o_seq, o_vid, o_code, o_blocked, o_tie = _observation_rows(con, seq, observed, codes)
-        order_e = np.argsort(seq)
-        events = pa.table(
-            {
-                "seq": pa.array(np.arange(len(seq), dtype=np.int32)),
-                "model": model.take(pa.array(order_e)),
-                "event_id": event_id.take(pa.array(order_e)),
-                "event_ts": pa.array(event_ts[order_e].astype("datetime64[us]")),
-            }
-        )
+        codes = type_codes(con, pw.names)
+        code_of_kind = np.array([codes[t] for t in pw.names], dtype=np.int64)
+        vid = ids_of_keys(con, code_of_kind[pw.kind], pw.values, pw.keys) if pw.names else pw.o_local
         obs = pa.table(
             {
-                "seq": pa.array(o_seq.astype(np.int32)),
-                "vid": pa.array(o_vid.astype(np.int32)),
-                "type_code": pa.array(o_code.astype(np.int16)),
-                "blocked": pa.array(o_blocked),
-                "tie": pa.array(o_tie.astype(np.int16)),
+                "seq": pa.array(pw.o_seq.astype(np.int32)),
+                "vid": pa.array(vid[pw.o_local].astype(np.int32)),
+                "type_code": pa.array(
+                    code_of_kind[pw.o_kind].astype(np.int16) if pw.names else pw.o_kind.astype(np.int16)
+                ),
+                "blocked": pa.array(pw.o_blocked),
+                "tie": pa.array(pw.o_tie.astype(np.int16)),
             }
         )
         con.execute(f"delete from {STAGE}.events where window_key = ?", [window.key]).fetchall()
         con.execute(f"delete from {STAGE}.observations where window_key = ?", [window.key]).fetchall()
         key = sql_text(window.key)
-        on_arrow(con, "__es_events", events, f"insert into {STAGE}.events select {key}, * from __es_events")
+        on_arrow(
+            con, "__es_events", pw.events, f"insert into {STAGE}.events select {key}, * from __es_events"
+        )
         on_arrow(con, "__es_obs", obs, f"insert into {STAGE}.observations select {key}, * from __es_obs")
-        _log_stage(con, window.key, "window_events", len(seq))
-        _log_stage(con, window.key, "identifier_observations", len(o_seq))
-    return {"events": len(seq), "observations": len(o_seq), "blocked": int(o_blocked.sum())}
+        _log_stage(con, window.key, "window_events", pw.events.num_rows)
+        _log_stage(con, window.key, "identifier_observations", len(pw.o_seq))
+    return {"events": pw.events.num_rows, "observations": len(pw.o_seq), "blocked": int(pw.o_blocked.sum())}
 
 
 def _ties(o_seq: np.ndarray, o_code: np.ndarray, o_vals: pa.Array) -> np.ndarray:
@@ -353,16 +377,14 @@ def stage_window(
     return stage_observed(con, config, window, raw.model, raw.event_id, raw.event_ts, observed)
 
 
-def _read_and_order(
+def _read_and_prepare(
     con: duckdb.DuckDBPyConnection, config: Any, window: Window, base_dir: Path | str
-) -> tuple[pa.Array, pa.Array, np.ndarray, dict[str, Observed], np.ndarray]:
-    """The part of staging a window that needs nothing from other windows: read, standardize, check the event
-    ids, order the events."""
+) -> PreparedWindow:
+    """The part of staging a window that needs nothing from other windows: read, standardize, then
+    `prepare_window`."""
     raw = read_window(con, config, window, base_dir)
     observed = standardize_raw(config, raw.raw)
-    _check_unique(con, raw.model, raw.event_id, window)
-    seq = _processing_order(raw.model, raw.event_id, raw.event_ts)
-    return raw.model, raw.event_id, raw.event_ts, observed, seq
+    return prepare_window(con, window, raw.model, raw.event_id, raw.event_ts, observed)
 
 
 def stage_windows(
@@ -370,22 +392,22 @@ def stage_windows(
 ) -> Iterator[tuple[Window, dict[str, int]]]:
     """Stage several windows in order, yielding each window's counts once it is committed.
 
-    The same rows as `stage_window` on each window in turn, faster: the next window is read and standardized
-    on a second thread (its own cursor; DuckDB and Arrow run without the GIL) while the current one gets its
-    value ids and is written. Value ids are still given window after window, so they do not depend on the
-    thread timing. A failing window raises when its turn comes: the windows before it are staged, no later
-    one is."""
+    The same rows as `stage_window` on each window in turn, faster: the next window is read, standardized,
+    ordered and keyed on a second thread (its own cursor; DuckDB and Arrow run without the GIL) while the
+    current one gets its value ids and is written. Value ids are still given window after window, so they
+    do not depend on the thread timing. A failing window raises when its turn comes: the windows before it
+    are staged, no later one is."""
     if not windows:
         return
     reader = con.cursor()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="es-stage-reader")
     try:
-        nxt: Future = pool.submit(_read_and_order, reader, config, windows[0], base_dir)
+        nxt: Future = pool.submit(_read_and_prepare, reader, config, windows[0], base_dir)
         for i, window in enumerate(windows):
             prepared = nxt.result()
             if i + 1 < len(windows):
-                nxt = pool.submit(_read_and_order, reader, config, windows[i + 1], base_dir)
-            yield window, _write_staged(con, window, *prepared)
+                nxt = pool.submit(_read_and_prepare, reader, config, windows[i + 1], base_dir)
+            yield window, write_prepared(con, window, prepared)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         reader.close()
