@@ -101,18 +101,3 @@ def ids_of_keys(
             f"insert into {STATE}.value_dictionary select * from __es_new_values",
         )
     return vid
-
-
-def value_ids(con: duckdb.DuckDBPyConnection, parts: list[tuple[str, int, pa.Array]]) -> list[np.ndarray]:
-    """Ids of distinct values: `parts` holds (identifier_type, type_code, distinct values) per type; returns
-    the ids aligned with each part's values, adding the values the dictionary does not hold yet."""
-    if not parts:
-        return []
-    lens = [len(v) for _, _, v in parts]
-    starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
-    kind = np.repeat(np.arange(len(parts), dtype=np.int32), lens)
-    values = pa.concat_arrays([v.cast(pa.string()) for _, _, v in parts])
-    keys = value_keys(con, [t for t, _, _ in parts], kind, values)
-    codes = np.array([c for _, c, _ in parts], dtype=np.int64)[kind]
-    vid = ids_of_keys(con, codes, values, keys)
-    return [vid[a : a + n] for a, n in zip(starts.tolist(), lens, strict=True)]

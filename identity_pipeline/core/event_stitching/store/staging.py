@@ -318,14 +318,12 @@ def write_prepared(con: duckdb.DuckDBPyConnection, window: Window, pw: PreparedW
     with transaction(con):
         codes = type_codes(con, pw.names)
         code_of_kind = np.array([codes[t] for t in pw.names], dtype=np.int64)
-        vid = ids_of_keys(con, code_of_kind[pw.kind], pw.values, pw.keys) if pw.names else pw.o_local
+        vid = ids_of_keys(con, code_of_kind[pw.kind], pw.values, pw.keys)
         obs = pa.table(
             {
                 "seq": pa.array(pw.o_seq.astype(np.int32)),
                 "vid": pa.array(vid[pw.o_local].astype(np.int32)),
-                "type_code": pa.array(
-                    code_of_kind[pw.o_kind].astype(np.int16) if pw.names else pw.o_kind.astype(np.int16)
-                ),
+                "type_code": pa.array(code_of_kind[pw.o_kind].astype(np.int16)),
                 "blocked": pa.array(pw.o_blocked),
                 "tie": pa.array(pw.o_tie.astype(np.int16)),
             }
