@@ -398,13 +398,7 @@ class StitchRun:
         tables."""
         found = self.cache.created_keys.contains(keys)
         if self.cache.db_max_pid >= 0 and len(keys):
-            self._wait()
-            t = on_arrow(
-                self.con,
-                "__es_keys",
-                pa.table({"pkey": pa.array(np.asarray(keys, dtype=np.uint64))}),
-                f"select p.pkey from {STATE}.profiles p semi join __es_keys k on k.pkey = p.pkey",
-            ).to_arrow_table()
+            t = self._stored_profiles(keys, "pkey")
             if t.num_rows:
                 found |= np.isin(keys, np.asarray(t.column("pkey").to_numpy(), dtype=np.uint64))
         return found
@@ -412,15 +406,18 @@ class StitchRun:
     def _pids_of_keys(self, keys: np.ndarray) -> np.ndarray:
         P = self.cache.p
         in_run = np.flatnonzero(np.isin(P.key[: P.n], keys) & (P.state[: P.n] > 0))
+        db = np.asarray(self._stored_profiles(keys, "pid").column("pid").to_numpy(), dtype=np.int64)
+        return np.unique(np.concatenate([in_run, db]))
+
+    def _stored_profiles(self, keys: np.ndarray, column: str) -> pa.Table:
+        """`column` of the state tables' profiles with these ids (after the writer's pending work)."""
         self._wait()
-        t = on_arrow(
+        return on_arrow(
             self.con,
             "__es_keys",
             pa.table({"pkey": pa.array(np.asarray(keys, dtype=np.uint64))}),
-            f"select p.pid from {STATE}.profiles p semi join __es_keys k on k.pkey = p.pkey",
+            f"select p.{column} from {STATE}.profiles p semi join __es_keys k on k.pkey = p.pkey",
         ).to_arrow_table()
-        db = np.asarray(t.column("pid").to_numpy(), dtype=np.int64)
-        return np.unique(np.concatenate([in_run, db]))
 
     # ---- outputs ------------------------------------------------------------------------------------------
 

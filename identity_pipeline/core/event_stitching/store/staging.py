@@ -370,9 +370,7 @@ def stage_window(
     con: duckdb.DuckDBPyConnection, config: Any, window: Window, base_dir: Path | str = "."
 ) -> dict[str, int]:
     """Read one window from every model and stage it (events + observations)."""
-    raw = read_window(con, config, window, base_dir)
-    observed = standardize_raw(config, raw.raw)
-    return stage_observed(con, config, window, raw.model, raw.event_id, raw.event_ts, observed)
+    return write_prepared(con, window, _read_and_prepare(con, config, window, base_dir))
 
 
 def _read_and_prepare(
