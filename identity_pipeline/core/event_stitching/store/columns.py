@@ -4,6 +4,7 @@ blocks of the run's in-memory graph (`graph_cache.py`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
 
 import numpy as np
 import pandas as pd
@@ -14,39 +15,77 @@ class Columns:
     when `ensure(size)` makes room for them.
 
     Capacity beyond `n` is allocated with `np.empty` and never written before it is used, so reserving room
-    for a whole run up front (`reserve`) costs address space, not memory."""
+    for a whole run up front (`reserve`) costs address space, not memory. Writing a page for the first time
+    is what costs (the kernel maps and zeroes it: on the VMs we measured, ~15x the cost of the write itself),
+    so `fill_ahead` can write the defaults of the next rows on another thread (numpy fills without the GIL)
+    before they are used; `ensure` then only waits for that fill if it reaches the rows being filled."""
 
     def __init__(self, spec: dict[str, tuple[type | str, object]]) -> None:
         self._spec = {k: (np.dtype(d), f) for k, (d, f) in spec.items()}
         self.n = 0
         self._cap = 0
+        self._filled = 0  # rows [n, _filled) already hold the defaults (written ahead)
+        self._filling: tuple[Future, int, int] | None = None  # (job, start, end) being filled ahead
         for k, (dt, _) in self._spec.items():
             setattr(self, k, np.empty(0, dtype=dt))
 
     def reserve(self, capacity: int) -> None:
         if capacity > self._cap:
+            self._finish_fill()
             for k, (dt, _) in self._spec.items():
                 old = getattr(self, k)
                 new = np.empty(capacity, dtype=dt)
                 new[: self.n] = old[: self.n]
                 setattr(self, k, new)
             self._cap = capacity
+            self._filled = self.n
 
     def ensure(self, size: int) -> None:
         """Room for rows [0, size); the rows past the current length get the defaults."""
         if size <= self.n:
             return
+        if self._filling is not None and size > self._filling[1]:
+            self._finish_fill()
         if size > self._cap:
             self.reserve(max(size, 2 * self._cap, 1024))
+        start = max(self.n, min(self._filled, size))
         for k, (_, fill) in self._spec.items():
-            getattr(self, k)[self.n : size] = fill
+            getattr(self, k)[start:size] = fill
         self.n = size
+        self._filled = max(self._filled, size)
 
     def append(self, count: int) -> np.ndarray:
         """Ids of `count` new rows at the end."""
         start = self.n
         self.ensure(start + count)
         return np.arange(start, start + count, dtype=np.int64)
+
+    def fill_ahead(self, pool: Executor, rows: int) -> None:
+        """Have the defaults written in rows [n, n + rows) (within the capacity), the part not written yet on
+        `pool`."""
+        self._finish_fill()
+        start = max(self.n, self._filled)
+        end = min(self._cap, self.n + max(0, int(rows)))
+        if end <= start:
+            return
+        arrays = [(getattr(self, k), fill) for k, (_, fill) in self._spec.items()]
+
+        def fill() -> None:
+            for a, f in arrays:
+                a[start:end] = f
+
+        self._filling = (pool.submit(fill), start, end)
+
+    def _finish_fill(self) -> None:
+        """Wait for the fill ahead (the rows it writes are past `n`: no reader or writer of the arrays sees
+        them before this)."""
+        if self._filling is None:
+            return
+        job, start, end = self._filling
+        self._filling = None
+        job.result()
+        if start <= max(self.n, self._filled):
+            self._filled = max(self._filled, end)
 
 
 def link(head: np.ndarray, nxt: np.ndarray, rows: np.ndarray, owners: np.ndarray) -> None:

@@ -20,6 +20,7 @@ change is journaled first (`journal`): the undo log of the window that made it h
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import duckdb
@@ -156,6 +157,7 @@ class GraphCache:
         self.created_keys = KeySet(capacity=1 << 22)  # ids created by the run (32 MB, grows if needed)
         self.journal = Journal()
         self.window_ts = NAT
+        self._n_before: dict[int, int] = {}  # rows of each table at the last `fill_ahead`
         # the state tables' extent when the run started: ids past them cannot be in DuckDB
         row = con.execute(
             f"select (select max(vid) from {STATE}.registry), (select max(vid) from {STATE}.memberships), "
@@ -414,6 +416,16 @@ class GraphCache:
     def begin_window(self, window_ts: int) -> None:
         self.window_ts = int(window_ts)
         self.journal = Journal()
+
+    def fill_ahead(self, pool: Executor) -> None:
+        """After a window: have the defaults of the rows the next windows will likely add (twice what this
+        window added) written on `pool`, so the first writes to those pages are not on a window's path
+        (`Columns.fill_ahead`). Rows filled by the previous call cover most of the next window's rows, so it
+        rarely waits for this one."""
+        for cols in (self.v, self.p, self.m):
+            grown = cols.n - self._n_before.get(id(cols), 0)
+            self._n_before[id(cols)] = cols.n
+            cols.fill_ahead(pool, 2 * grown)
 
     def touch_values(self, vids: np.ndarray) -> None:
         """Journal the registry rows of `vids` (those existing before this window) before they change."""

@@ -39,10 +39,10 @@ from identity_pipeline.core.event_stitching.fast_path.outcome import AUDIT_KINDS
 from identity_pipeline.core.event_stitching.fast_path.split import present
 from identity_pipeline.core.event_stitching.hashing import profile_keys
 from identity_pipeline.core.event_stitching.metrics import coded_window_metrics
+from identity_pipeline.core.event_stitching.store.allocator import allocator_tuned
 from identity_pipeline.core.event_stitching.store.apply import apply_outcome, recount_conflicts
 from identity_pipeline.core.event_stitching.store.dictionary import type_codes
 from identity_pipeline.core.event_stitching.store.flush import (
-    flush,
     flush_ops,
     insert_tables,
     undo_tables,
@@ -166,17 +166,23 @@ class StitchRun:
         # (DuckDB runs without the GIL); the connection is used by one thread at a time (`_wait`)
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="es-writer")
         self._pending: Future | None = None
-        self._prefetched: dict[str, StagedWindow] = {}
         ensure_schema(con)
-        # committed rows that the run never writes (staged windows, the dictionary) are read through a second
-        # connection, so reading them does not wait for the writer
+        # committed rows that the run never writes (staged windows, the dictionary) are read through other
+        # connections, so reading them does not wait for the writer: `reader` for the main thread, and one
+        # for the thread that reads the next window's staged rows while this window is stitched
         self.reader = con.cursor()
+        self._staged_reader = con.cursor()
+        self._read_ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="es-read-ahead")
+        self._prefetched: dict[str, Future] = {}
+        self._allocator = contextlib.ExitStack()
+        self._allocator.enter_context(allocator_tuned(getattr(config, "tune_allocator", True)))
         con.execute("BEGIN TRANSACTION")
         try:
             self._prepare()
         except BaseException:
             con.execute("ROLLBACK")
-            self.reader.close()
+            self._close_readers()
+            self._allocator.close()
             raise
 
     def __enter__(self) -> StitchRun:
@@ -209,8 +215,23 @@ class StitchRun:
         """Drop the in-memory graph now: it refers back to the run (`before_query`), and the cyclic collector
         may not look at that cycle for a long time, with gigabytes of arrays in it."""
         self.cache = None
+        self._close_readers()
+        self._allocator.close()
+
+    def _close_readers(self) -> None:
+        for pending in self._prefetched.values():
+            pending.cancel()
+        self._read_ahead.shutdown(wait=True)
         self._prefetched.clear()
         self.reader.close()
+        self._staged_reader.close()
+
+    def _read_staged(self, window_key: str) -> None:
+        """Start reading a window's staged rows on the read-ahead thread (DuckDB and Arrow run without the
+        GIL)."""
+        if window_key not in self._prefetched:
+            read = self._read_ahead.submit(StagedWindow, self._staged_reader, window_key)
+            self._prefetched[window_key] = read
 
     def _prepare(self) -> None:
         con = self.con
@@ -292,7 +313,10 @@ class StitchRun:
         if self._done >= len(self.windows) or window.key != self.windows[self._done].key:
             raise WindowOrderError(f"window {window.key} is not the next window of this run")
         self._done += 1
-        staged = self._prefetched.pop(window.key, None) or StagedWindow(self.reader, window.key)
+        self._read_staged(window.key)
+        staged = self._prefetched.pop(window.key).result()
+        if self._done < len(self.windows):  # the next window's rows are read while this one is stitched
+            self._read_staged(self.windows[self._done].key)
         t_read = time.perf_counter()
         ts0 = micros(window.start)
         cache.begin_window(ts0)
@@ -313,6 +337,7 @@ class StitchRun:
         self.active += d_active
         self.known += d_known
         self.next_seq = outcome.changes.next_seq
+        cache.fill_ahead(self._read_ahead)
         t_apply = time.perf_counter()
         tables = self._output_tables(staged, ex, outcome)
         undo = undo_tables(cache.journal, ts0)
@@ -321,10 +346,6 @@ class StitchRun:
         metric_rows = self._metric_rows(window, metrics)
         row = [window.key, window.start, window.end, staged.nE, duration]
         row += [self.next_seq, self.active, self.known]
-        # read the next window's inputs before the writer takes the connection
-        if self._done < len(self.windows):
-            nxt = self.windows[self._done].key
-            self._prefetched[nxt] = StagedWindow(self.reader, nxt)
         self._submit(lambda: self._write_window(window, tables, undo, metric_rows, row))
         if self._done % self.commit_every == 0 and self._done < len(self.windows):
             self._commit_point()
@@ -549,7 +570,11 @@ class StitchRun:
             if self._done != len(self.windows):
                 raise WindowOrderError(f"the run stopped after {self._done} of {len(self.windows)} windows")
             if self.cache is not None:
-                self.flushed = flush(self.con, self.cache)
+                # one table's rows are copied out while the writer writes the previous one's
+                self.flushed = {}
+                for op in flush_ops(self.cache, self.flushed):
+                    self._submit(lambda op=op: write_ops(self.con, [op]))
+                self._wait()
             publish_views(self.con, self.config)
         except BaseException:
             self.abort()
