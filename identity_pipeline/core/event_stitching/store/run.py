@@ -339,14 +339,19 @@ class StitchRun:
         self.next_seq = outcome.changes.next_seq
         cache.fill_ahead(self._read_ahead)
         t_apply = time.perf_counter()
-        tables = self._output_tables(staged, ex, outcome)
-        undo = undo_tables(cache.journal, ts0)
+        journal = cache.journal  # the next window starts a new one
         duration = time.perf_counter() - t0
         metrics = self._metrics(staged, ex, outcome, active_conflicts, duration)
         metric_rows = self._metric_rows(window, metrics)
         row = [window.key, window.start, window.end, staged.nE, duration]
         row += [self.next_seq, self.active, self.known]
-        self._submit(lambda: self._write_window(window, tables, undo, metric_rows, row))
+        # the window's rows are built from what no later window changes (its inputs, subgraph copy, outcome
+        # and journal), so the writer thread builds them too
+        self._submit(
+            lambda: self._write_window(
+                window, self._output_tables(staged, ex, outcome), undo_tables(journal, ts0), metric_rows, row
+            )
+        )
         if self._done % self.commit_every == 0 and self._done < len(self.windows):
             self._commit_point()
         self.timings.append(
