@@ -12,10 +12,10 @@ a 30-window backfill (a first write to fresh memory costs ~15x a write to reused
   re-arrange pages under the run).
 
 Measured on the 10M-event bench (docs/benchmarks.md): the main thread's system time 9-10 s -> 4-5 s and the
-stitching of 30 staged windows ~45 s -> ~40 s, peak RSS unchanged. The previous settings are restored when
-the run ends (glibc's thresholds then stay fixed at its defaults instead of adapting) and the kept heap is
-returned (`malloc_trim`). Other platforms (macOS, musl) are left as they are. Off with
-`event_stitching.tune_allocator: false`.
+stitching of 30 staged windows 44-46 s -> 39-42 s, peak RSS +50-100 MB (the freed heap kept). The previous
+settings are restored when the run ends (glibc's thresholds then stay fixed at its defaults instead of
+adapting) and the kept heap is returned (`malloc_trim`). Other platforms (macOS, musl) are left as they
+are. Off with `event_stitching.tune_allocator: false`.
 """
 
 from __future__ import annotations

@@ -195,10 +195,3 @@ def write_ops(con: duckdb.DuckDBPyConnection, ops: Iterable[FlushOp]) -> None:
     """Apply `flush_ops` to the state tables, in order (a table's deletes before its inserts)."""
     for op, table, data in ops:
         (_delete if op == "delete" else _insert)(con, table, data)
-
-
-def flush(con: duckdb.DuckDBPyConnection, cache: GraphCache) -> dict[str, int]:
-    """Write every row the run changed to the state tables. Returns the number of rows written per table."""
-    written: dict[str, int] = {}
-    write_ops(con, flush_ops(cache, written))  # one table's rows in memory at a time
-    return written

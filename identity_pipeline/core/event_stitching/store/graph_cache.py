@@ -1,9 +1,9 @@
 """The graph state one run works on, in memory: every row it read from the state tables or wrote.
 
 A run (one window, or a backfill of many) keeps the rows it touched here, so window N+1 never re-reads what
-window N wrote; the state tables are written once, when the run finishes (`flush`). A window's lookups in
-DuckDB are only for rows the run has not seen yet (`load_*`, semi-joins on integer ids), so a window's cost
-follows the rows its values touch, not the size of the history.
+window N wrote; the state tables are written at commit points and when the run finishes (`flush.py`). A
+window's lookups in DuckDB are only for rows the run has not seen yet (`load_*`, semi-joins on integer ids),
+so a window's cost follows the rows its values touch, not the size of the history.
 
 What is loaded, and when (the rules' reads, see `state.profile_wide_types`):
 
@@ -157,7 +157,7 @@ class GraphCache:
         self.created_keys = KeySet(capacity=1 << 22)  # ids created by the run (32 MB, grows if needed)
         self.journal = Journal()
         self.window_ts = NAT
-        self._n_before: dict[int, int] = {}  # rows of each table at the last `fill_ahead`
+        self._n_before: dict[str, int] = {}  # rows of v, p, m at the last `fill_ahead`
         # the state tables' extent when the run started: ids past them cannot be in DuckDB
         row = con.execute(
             f"select (select max(vid) from {STATE}.registry), (select max(vid) from {STATE}.memberships), "
@@ -367,7 +367,8 @@ class GraphCache:
     # ---- reading ----------------------------------------------------------------------------------------
 
     def mark_written(self) -> None:
-        """After `flush.flush` wrote every changed row: the state tables hold the cache's rows."""
+        """After every changed row was handed to the writer (`flush.flush_ops`): the state tables hold the
+        cache's rows once it has written them."""
         V, P, M = self.v, self.p, self.m
         V.in_db[: V.n] |= V.dirty[: V.n] & V.reg[: V.n]
         V.dirty[: V.n] = False
@@ -422,9 +423,10 @@ class GraphCache:
         window added) written on `pool`, so the first writes to those pages are not on a window's path
         (`Columns.fill_ahead`). Rows filled by the previous call cover most of the next window's rows, so it
         rarely waits for this one."""
-        for cols in (self.v, self.p, self.m):
-            grown = cols.n - self._n_before.get(id(cols), 0)
-            self._n_before[id(cols)] = cols.n
+        for name in ("v", "p", "m"):
+            cols = getattr(self, name)
+            grown = cols.n - self._n_before.get(name, 0)
+            self._n_before[name] = cols.n
             cols.fill_ahead(pool, 2 * grown)
 
     def touch_values(self, vids: np.ndarray) -> None:
