@@ -12,14 +12,15 @@ Modules (each imports only the ones above it):
 * `staging.py`: a window's events and observations from the models (`stage_window`; several
   windows, the next one read while the current one is written: `stage_windows`) or frames (`stage_frames`),
   integer-coded;
-* `columns.py`, `keyset.py`: growable arrays, row chains, a set of 64-bit keys;
+* `columns.py`, `keyset.py`: growable arrays (filled ahead of use), row chains, a set of 64-bit keys;
+* `allocator.py`: glibc's and numpy's memory settings for the length of a run (fresh pages are slow);
 * `graph_cache.py`: the run's in-memory graph, loaded from the state tables on demand, journaled;
 * `subgraph.py`: the subgraph a window reads, from the in-memory graph;
 * `apply.py`: a window's outcome into the in-memory graph (merges carry what was not loaded), conflicts;
 * `flush.py`: the in-memory graph back to the state tables, a window's undo log;
 * `undo.py`: rolling windows back (re-runs);
 * `views.py`: the published views;
-* `run.py`: `StitchRun`, windows processed in order in one transaction.
+* `run.py`: `StitchRun`, windows processed in order, committed every `commit_every_windows` windows.
 """
 
 from __future__ import annotations
