@@ -78,14 +78,14 @@ class Columns:
 
     def _finish_fill(self) -> None:
         """Wait for the fill ahead (the rows it writes are past `n`: no reader or writer of the arrays sees
-        them before this)."""
+        them before this). It started at max(n, filled) then, and both only grew since: the filled rows run on
+        to its end."""
         if self._filling is None:
             return
-        job, start, end = self._filling
+        job, _, end = self._filling
         self._filling = None
         job.result()
-        if start <= max(self.n, self._filled):
-            self._filled = max(self._filled, end)
+        self._filled = max(self._filled, end)
 
 
 def link(head: np.ndarray, nxt: np.ndarray, rows: np.ndarray, owners: np.ndarray) -> None:

@@ -434,7 +434,7 @@ class GraphCache:
         first = vids[self.v.ww[vids] != self.window_ts]
         old = first[self.v.reg[first]]
         if len(old):
-            self.journal.registry.append(self._registry_image(old))
+            self.journal.registry.append(self.registry_image(old))
         self.v.ww[vids] = self.window_ts
         self.v.dirty[vids] = True
 
@@ -442,19 +442,19 @@ class GraphCache:
         first = pids[self.p.ww[pids] != self.window_ts]
         old = first[self.p.state[first] > 0]
         if len(old):
-            self.journal.profiles.append(self._profile_image(old))
+            self.journal.profiles.append(self.profile_image(old))
         self.p.ww[pids] = self.window_ts
         self.p.dirty[pids] = True
 
     def touch_memberships(self, rows: np.ndarray) -> None:
         first = rows[self.m.ww[rows] != self.window_ts]
         if len(first):
-            self.journal.memberships.append(self._membership_image(first))
+            self.journal.memberships.append(self.membership_image(first))
         self.m.ww[rows] = self.window_ts
         self.m.dirty[rows] = True
 
     # row images (fancy indexing copies: the next change does not reach them), in the cache's dtypes
-    def _registry_image(self, vids: np.ndarray) -> dict[str, np.ndarray]:
+    def registry_image(self, vids: np.ndarray) -> dict[str, np.ndarray]:
         V = self.v
         return {
             "vid": vids.copy(),
@@ -467,7 +467,7 @@ class GraphCache:
             "written_window": V.ww[vids],
         }
 
-    def _profile_image(self, pids: np.ndarray) -> dict[str, np.ndarray]:
+    def profile_image(self, pids: np.ndarray) -> dict[str, np.ndarray]:
         P = self.p
         return {
             "pid": pids.copy(),
@@ -482,7 +482,7 @@ class GraphCache:
             "written_window": P.ww[pids],
         }
 
-    def _membership_image(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+    def membership_image(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         M = self.m
         return {
             "pid": M.pid[rows],
@@ -494,15 +494,6 @@ class GraphCache:
             "event_count": M.count[rows],
             "written_window": M.ww[rows],
         }
-
-    def registry_image(self, vids: np.ndarray) -> dict[str, np.ndarray]:
-        return self._registry_image(vids)
-
-    def profile_image(self, pids: np.ndarray) -> dict[str, np.ndarray]:
-        return self._profile_image(pids)
-
-    def membership_image(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        return self._membership_image(rows)
 
     def touch_redirect(self, from_pid: int) -> None:
         row = self.redirects.get(from_pid)
