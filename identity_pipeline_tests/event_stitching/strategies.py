@@ -98,15 +98,20 @@ def events(draw: st.DrawFn, window: int, first_id: int, max_events: int = 12) ->
 
 
 @st.composite
-def streams(draw: st.DrawFn, max_windows: int = 3, max_events: int = 12):
-    """(config, windows): windows[i] holds the events of day i."""
+def streams(draw: st.DrawFn, max_windows: int = 3, max_events: int = 12, reuse_ids: bool = True):
+    """(config, windows): windows[i] holds the events of day i (`reuse_ids`: a window may reuse the event ids
+    of earlier ones)."""
     config = draw(configs())
     n = draw(st.integers(1, max_windows))
     windows = []
     next_id = 0
     for w in range(n):
-        evs = draw(events(w, next_id, max_events))
-        next_id += len(evs)
+        # sometimes a window reuses event ids of earlier windows (ids are only unique per model and window):
+        # the profile such an event creates would get the id of an existing one
+        reuse = reuse_ids and next_id > 0 and draw(st.integers(0, 3)) == 0
+        first = draw(st.integers(0, next_id)) if reuse else next_id
+        evs = draw(events(w, first, max_events))
+        next_id = max(next_id, first + len(evs))
         windows.append(evs)
     return config, windows
 

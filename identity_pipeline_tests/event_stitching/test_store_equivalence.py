@@ -291,3 +291,38 @@ def test_chain_rows_finishes_long_chains_with_a_scan(max_steps):
         head2, nxt2, owners, owner_of=owner_of, on_chain=lambda: on_chain, max_steps=max_steps
     )
     assert sorted(got2.tolist()) == [0, 3, 7]
+
+
+def test_an_event_id_reused_in_a_later_window_gets_a_new_profile_id(monkeypatch):
+    # e1 and e2 come back the next day on new cookies: the profiles they would create have the ids of day 1's
+    # profiles, e2's inside the day-2 subgraph (a3 links it), e1's outside it (a1 is not seen again), so the
+    # store loads e1's profile and lets the reference derive both new ids
+    config = make_config()
+    windows = [
+        [
+            ev("e1", 1, anonymous_id="a1"),
+            ev("e2", 2, anonymous_id="a2"),
+            ev("e3", 3, anonymous_id=["a2", "a3"]),
+        ],
+        [
+            ev("e9", DAY + 1, anonymous_id="a3"),
+            ev("e1", DAY + 2, anonymous_id="b1"),
+            ev("e2", DAY + 3, anonymous_id="c1"),
+        ],
+    ]
+    state, results = _reference(config, windows)
+    day1, day2 = (
+        dict(zip(r.attribution["event_id"], r.attribution["dinmo_stitched_profile_id"], strict=True))
+        for r in results
+    )
+    assert len({day1["e1"], day1["e2"], day2["e1"], day2["e2"]}) == 4
+    extra = []
+    real_extract = store.run.extract
+    monkeypatch.setattr(
+        store.run, "extract", lambda *a, **k: extra.append(k.get("extra_pids")) or real_extract(*a, **k)
+    )
+    for runs in ([[0, 1]], [[0], [1]], [[0, 1], [1]]):
+        extra.clear()
+        assert_store_matches(run_store(config, windows, runs), config, state, results)
+        # e1's day-1 profile, loaded for a retry by each run that stitches day 2
+        assert [len(x) for x in extra if x is not None] == [1] * sum(1 in run for run in runs)

@@ -131,12 +131,19 @@ class GraphState:
             frames[name] = df.sort_values(by, kind="mergesort").reset_index(drop=True) if len(df) > 1 else df
         return GraphState(**frames, next_sequence=self.next_sequence)
 
-    def subgraph(self, values: pd.DataFrame, profile_wide: list[str] | None = None) -> GraphState:
+    def subgraph(
+        self,
+        values: pd.DataFrame,
+        profile_wide: list[str] | None = None,
+        created_ids: set[str] | frozenset[str] = frozenset(),
+    ) -> GraphState:
         """The part of the state a window with these (identifier_type, value) pairs touches.
 
         Registry rows and memberships of the values, the profiles holding them, the memberships of those
         profiles, the redirects pointing to those profiles and the (merged) profiles those redirects come
-        from. The engine gives the same decisions on this subgraph as on the full state.
+        from; and the profiles whose id is in `created_ids` (the ids the window's events would create,
+        `reference.profile_id_for`: an event id seen in an earlier window created one of them). The engine
+        gives the same decisions on this subgraph as on the full state.
 
         With `profile_wide` (the rule-read subgraph the store loads): only the memberships of these types
         (see `profile_wide_types`) beside the window's values, and no redirects nor merged profiles, which
@@ -148,6 +155,7 @@ class GraphState:
         pv_keys = pd.Series(list(zip(pv["identifier_type"], pv["value"], strict=True)), dtype="object")
         hit = pv_keys.isin(keys).to_numpy() if len(pv) else np.zeros(0, dtype=bool)
         pids = set(pv.loc[hit, "dinmo_stitched_profile_id"])
+        pids |= set(self.profiles["dinmo_stitched_profile_id"]) & set(created_ids)
         if profile_wide is not None:
             wide = pv["identifier_type"].isin(profile_wide).to_numpy() if len(pv) else hit
             pv = pv[hit | wide]

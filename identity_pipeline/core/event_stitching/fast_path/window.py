@@ -61,11 +61,13 @@ def stitch_arrays(sub: Subgraph, win: WindowEvents, pol: Policy, window_key: str
     s = split_window(sub, win, pol, v_quar)
     candidates = np.flatnonzero((s.creator & s.ev_fast) | s.ev_hard)
     keys = win.keys(candidates)
-    fallback = _collides(sub, keys)
-    if not fallback and win.key_exists is not None and len(keys):
-        exists = np.asarray(win.key_exists(keys), dtype=bool)
+    if win.key_exists is not None and len(keys):
+        # ids of profiles outside the subgraph: even the reference cannot see those, so they are loaded first
+        outside = keys[pd.Index(sub.p_key).get_indexer(keys) < 0] if sub.nP else keys
+        exists = np.asarray(win.key_exists(outside), dtype=bool)
         if exists.any():
-            raise CreatedIdCollision(keys[exists])
+            raise CreatedIdCollision(outside[exists])
+    fallback = _collides(sub, keys)
     win = replace(win, e_key=_keys_of(win, candidates, keys)) if win.e_key is None else win
     if fallback:
         s.ev_simple[:] = False

@@ -49,7 +49,7 @@ from identity_pipeline.core.event_stitching.store.flush import (
     write_ops,
 )
 from identity_pipeline.core.event_stitching.store.graph_cache import GraphCache
-from identity_pipeline.core.event_stitching.store.subgraph import extract
+from identity_pipeline.core.event_stitching.store.subgraph import Extracted, extract
 from identity_pipeline.core.event_stitching.store.tables import (
     OUT,
     STAGE,
@@ -327,7 +327,7 @@ class StitchRun:
         V.code[staged.o_vid] = staged.o_code
         rel_vids = np.array([v for v, _ in self.released], dtype=np.int64)
         ex = extract(cache, window_vids, rel_vids, self.next_seq)
-        outcome = self._stitch(window, staged, ex, window_vids, rel_vids)
+        ex, outcome = self._stitch(window, staged, ex, window_vids, rel_vids)
         t_engine = time.perf_counter()
         changed, d_active, d_known = apply_outcome(
             cache, ex, outcome, window_key=window.key, evidence=staged.strings
@@ -395,7 +395,9 @@ class StitchRun:
             f"insert into {STATE}.windows values (?, ?, ?, now()::TIMESTAMP, ?, 'processed', ?, ?, ?, ?)", row
         ).fetchall()
 
-    def _stitch(self, window, staged, ex, window_vids, rel_vids) -> WindowOutcome:
+    def _stitch(self, window, staged, ex, window_vids, rel_vids) -> tuple[Extracted, WindowOutcome]:
+        """The window's outcome, and the subgraph it was decided on (taken again with the profiles whose ids
+        a created profile would reuse, when there are any)."""
         cache = self.cache
         extra = None
         for _ in range(2):
@@ -413,7 +415,7 @@ class StitchRun:
                 released=[(int(r), at) for r, (_, at) in zip(rel_local.tolist(), self.released, strict=True)],
             )
             try:
-                return stitch_arrays(ex.sub, win, self.policy, window.key)
+                return ex, stitch_arrays(ex.sub, win, self.policy, window.key)
             except CreatedIdCollision as c:
                 extra = self._pids_of_keys(c.keys)
                 ex = extract(cache, window_vids, rel_vids, self.next_seq, extra_pids=extra)

@@ -45,9 +45,11 @@ def extract(
     cache.load_values(np.concatenate([window_vids, released_vids]))
     V, P, M = cache.v, cache.p, cache.m
     rows_w = cache.value_rows(window_vids)
+    extra = extra_pids is not None and len(extra_pids) > 0
+    if extra:
+        cache.load_profiles(extra_pids)  # first: they may be past the cache's profiles so far
     holder_mask = present(M.pid[rows_w], P.n)
-    if extra_pids is not None and len(extra_pids):
-        cache.load_profiles(extra_pids)
+    if extra:
         holder_mask[extra_pids] = True
     holders = np.flatnonzero(holder_mask)
     cache.load_wide(holders)
