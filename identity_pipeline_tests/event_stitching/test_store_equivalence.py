@@ -293,6 +293,54 @@ def test_chain_rows_finishes_long_chains_with_a_scan(max_steps):
     assert sorted(got2.tolist()) == [0, 3, 7]
 
 
+@SETTINGS
+@given(st.lists(st.integers(0, 4), min_size=1, max_size=60), st.integers(0, 3), st.data())
+def test_chain_memo_gives_the_walked_rows_as_chains_grow(owner_of_rows, max_steps, data):
+    # rows are pushed in batches (as `_append_memberships` does); after each batch the chains are read with a
+    # memo that remembers the long ones, and must give what a full walk gives
+    memo = columns.ChainMemo()
+    owner_of = np.array(owner_of_rows, dtype=np.int64)
+    head = np.full(5, -1, dtype=np.int64)
+    nxt = np.full(len(owner_of), -1, dtype=np.int64)
+    start = 0
+    while start < len(owner_of):
+        end = data.draw(st.integers(start + 1, len(owner_of)))
+        rows = np.arange(start, end)
+        columns.link(head, nxt, rows, owner_of[rows])
+        start = end
+        owners = np.array(sorted(data.draw(st.sets(st.integers(0, 4), min_size=1))))
+        walked = columns.chain_rows(head, nxt, owners)
+        got = columns.chain_rows(head, nxt, owners, owner_of=owner_of[:end], max_steps=max_steps, memo=memo)
+        assert sorted(got.tolist()) == sorted(walked.tolist())
+    # a memo holds its chain as of the head it remembers
+    for owner, top in memo.top.items():
+        chain, row = [], top
+        while row >= 0:
+            chain.append(row)
+            row = nxt[row]
+        assert sorted(memo.rows[owner].tolist()) == sorted(chain)
+
+
+def test_chain_memo_falls_back_to_the_scan_when_a_chain_grew_past_the_walk(monkeypatch):
+    owner_of = np.zeros(10, dtype=np.int64)
+    head = np.full(1, -1, dtype=np.int64)
+    nxt = np.full(10, -1, dtype=np.int64)
+    memo = columns.ChainMemo()
+    columns.link(head, nxt, np.arange(3), owner_of[:3])
+    assert sorted(columns.chain_rows(head, nxt, np.array([0]), owner_of[:3], max_steps=1, memo=memo)) == [
+        0,
+        1,
+        2,
+    ]
+    assert memo.top == {0: int(head[0])}
+    monkeypatch.setattr(columns, "MEMO_WALK_STEPS", 2)
+    columns.link(head, nxt, np.arange(3, 10), owner_of[3:])  # 7 new rows: more than the memo may walk
+    assert memo.extend(head, nxt, 0) is None
+    got = columns.chain_rows(head, nxt, np.array([0]), owner_of, max_steps=1, memo=memo)
+    assert sorted(got.tolist()) == list(range(10))
+    assert memo.top == {0: int(head[0])} and sorted(memo.rows[0].tolist()) == list(range(10))
+
+
 def test_an_event_id_reused_in_a_later_window_gets_a_new_profile_id(monkeypatch):
     # e1 and e2 come back the next day on new cookies: the profiles they would create have the ids of day 1's
     # profiles, e2's inside the day-2 subgraph (a3 links it), e1's outside it (a1 is not seen again), so the

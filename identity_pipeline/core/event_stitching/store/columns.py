@@ -109,9 +109,47 @@ def link(head: np.ndarray, nxt: np.ndarray, rows: np.ndarray, owners: np.ndarray
     head[owners[first]] = rows[first]
 
 
-# chains longer than this are finished by one scan of the rows instead of one numpy step per row (a value
-# shared by thousands of profiles, e.g. an office IP, would otherwise cost thousands of steps)
+# chains longer than this are finished from their memo (`ChainMemo`) or by one scan of the rows instead of one
+# numpy step per row (a value shared by thousands of profiles, e.g. a kiosk cookie, would otherwise cost
+# thousands of steps)
 MAX_CHAIN_STEPS = 256
+# rows a long chain may have gained since its memo was taken, walked one by one before a scan is cheaper
+MEMO_WALK_STEPS = 1 << 16
+
+
+class ChainMemo:
+    """The rows of the long chains of one kind of chain, as of their last full read: owner -> (the chain's
+    head then, its rows then).
+
+    Chains only grow at the head (`link`), so a chain's rows are the rows pushed since its memo (walked from
+    the head down to the memo's head) plus the memo's rows: a long chain is read in full once per run, then
+    only its new rows are walked, instead of a scan of all rows every window (which grows with history)."""
+
+    def __init__(self) -> None:
+        self.top: dict[int, int] = {}
+        self.rows: dict[int, np.ndarray] = {}
+
+    def extend(self, head: np.ndarray, nxt: np.ndarray, owner: int) -> np.ndarray | None:
+        """The owner's rows from its memo and its new rows, or None (no memo, or too many new rows)."""
+        top = self.top.get(owner)
+        if top is None:
+            return None
+        new: list[int] = []
+        row = int(head[owner])
+        while row != top:
+            if row < 0 or len(new) >= MEMO_WALK_STEPS:
+                return None
+            new.append(row)
+            row = int(nxt[row])
+        rows = self.rows[owner]
+        if new:
+            rows = np.concatenate([np.asarray(new, dtype=np.int64), rows])
+            self.remember(owner, int(head[owner]), rows)
+        return rows
+
+    def remember(self, owner: int, top: int, rows: np.ndarray) -> None:
+        self.top[owner] = top
+        self.rows[owner] = rows
 
 
 def chain_rows(
@@ -121,12 +159,14 @@ def chain_rows(
     owner_of: np.ndarray | None = None,
     on_chain: Callable[[], np.ndarray] | None = None,
     max_steps: int | None = None,
+    memo: ChainMemo | None = None,
 ) -> np.ndarray:
     """Every row on the chains of `owners` (distinct owners), walking all chains one step at a time.
 
     With `owner_of` (each row's owner, the rows' length) the chains still unfinished after `max_steps` steps
-    are finished by a scan of `owner_of` (and of `on_chain()`: the rows linked on these chains, default all);
-    the cost is then at most `max_steps` steps plus one pass over the rows."""
+    are finished from `memo` when it holds them, else by a scan of `owner_of` (and of `on_chain()`: the rows
+    linked on these chains, default all), whose result is remembered in `memo`; the cost is then at most
+    `max_steps` steps plus the long chains' new rows, or one pass over the rows."""
     limit = MAX_CHAIN_STEPS if max_steps is None else max_steps
     rows = head[owners]
     rows = rows[rows >= 0]
@@ -134,16 +174,50 @@ def chain_rows(
     steps = 0
     while len(rows):
         if owner_of is not None and steps >= limit:
-            long = np.zeros(len(head), dtype=bool)
-            long[owner_of[rows]] = True
-            done = np.concatenate(out) if out else rows[:0]
-            hit = long[owner_of]
-            if on_chain is not None:
-                hit &= on_chain()
-            out = [done[~long[owner_of[done]]], np.flatnonzero(hit)]
+            out = _finish_long(head, nxt, rows, out, owner_of, on_chain, memo)
             break
         out.append(rows)
         rows = nxt[rows]
         rows = rows[rows >= 0]
         steps += 1
     return np.concatenate(out).astype(np.int64) if out else np.zeros(0, dtype=np.int64)
+
+
+def _finish_long(
+    head: np.ndarray,
+    nxt: np.ndarray,
+    frontier: np.ndarray,
+    walked: list[np.ndarray],
+    owner_of: np.ndarray,
+    on_chain: Callable[[], np.ndarray] | None,
+    memo: ChainMemo | None,
+) -> list[np.ndarray]:
+    """The rows of `chain_rows` once the walk stopped with `frontier` unfinished: the walked rows of the
+    finished chains, and every row of the long ones (`frontier`'s owners)."""
+    long_owners = np.unique(owner_of[frontier])
+    done = np.concatenate(walked) if walked else frontier[:0]
+    parts = [done[~np.isin(owner_of[done], long_owners)]]
+    scan = []
+    for owner in long_owners.tolist():
+        known = memo.extend(head, nxt, owner) if memo is not None else None
+        if known is None:
+            scan.append(owner)
+        else:
+            parts.append(known)
+    if scan:
+        long = np.zeros(len(head), dtype=bool)
+        long[scan] = True
+        hit = long[owner_of]
+        if on_chain is not None:
+            hit &= on_chain()
+        found = np.flatnonzero(hit)
+        parts.append(found)
+        if memo is not None:
+            by_owner = owner_of[found]
+            order = np.argsort(by_owner, kind="stable")
+            found, by_owner = found[order], by_owner[order]
+            cuts = np.flatnonzero(np.diff(by_owner)) + 1
+            for rows in np.split(found, cuts):
+                owner = int(owner_of[rows[0]])
+                memo.remember(owner, int(head[owner]), rows.astype(np.int64))
+    return parts

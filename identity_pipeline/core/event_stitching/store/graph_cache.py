@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from identity_pipeline.core.event_stitching.fast_path import ACTIVE, NAT, PROFILE_ACTIVE, Policy
-from identity_pipeline.core.event_stitching.store.columns import Columns, chain_rows, link
+from identity_pipeline.core.event_stitching.store.columns import ChainMemo, Columns, chain_rows, link
 from identity_pipeline.core.event_stitching.store.keyset import KeySet
 from identity_pipeline.core.event_stitching.store.tables import STATE, on_arrow
 
@@ -154,6 +154,8 @@ class GraphCache:
         self.redirects_loaded_into: set[int] = set()
         self.conflicts: dict[int, list] = {}
         self.conflicts_deleted: set[int] = set()
+        # the long chains' rows (a value on thousands of profiles), read in full once per run
+        self.chain_memo = {"v": ChainMemo(), "wide": ChainMemo(), "all": ChainMemo()}
         self.created_keys = KeySet(capacity=1 << 22)  # ids created by the run (32 MB, grows if needed)
         self.journal = Journal()
         self.window_ts = NAT
@@ -393,7 +395,7 @@ class GraphCache:
     def value_rows(self, vids: np.ndarray) -> np.ndarray:
         """Alive membership rows of these (loaded, distinct) values."""
         M = self.m
-        rows = chain_rows(self.v.head, M.next_v, vids, owner_of=M.vid[: M.n])
+        rows = chain_rows(self.v.head, M.next_v, vids, owner_of=M.vid[: M.n], memo=self.chain_memo["v"])
         return rows[M.alive[rows]]
 
     def wide_rows(self, pids: np.ndarray) -> np.ndarray:
@@ -404,12 +406,15 @@ class GraphCache:
             pids,
             owner_of=M.pid[: M.n],
             on_chain=lambda: self.code_wide[M.code[: M.n]],
+            memo=self.chain_memo["wide"],
         )
         return rows[M.alive[rows]]
 
     def profile_rows(self, pids: np.ndarray) -> np.ndarray:
         M = self.m
-        rows = chain_rows(self.p.head_all, M.next_all, pids, owner_of=M.pid[: M.n])
+        rows = chain_rows(
+            self.p.head_all, M.next_all, pids, owner_of=M.pid[: M.n], memo=self.chain_memo["all"]
+        )
         return rows[M.alive[rows]]
 
     # ---- journal (undo log of the current window) -------------------------------------------------------
