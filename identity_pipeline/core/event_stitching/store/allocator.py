@@ -16,6 +16,10 @@ stitching of 30 staged windows 44-46 s -> 39-42 s, peak RSS +50-100 MB (the free
 settings are restored when the run ends (glibc's thresholds then stay fixed at its defaults instead of
 adapting) and the kept heap is returned (`malloc_trim`). Other platforms (macOS, musl) are left as they
 are. Off with `event_stitching.tune_allocator: false`.
+
+What this cannot stop: DuckDB calls `malloc_trim` itself after its tasks (at most every 100 ms), which
+returns every free page of glibc's heap whatever the trim threshold; the main thread still takes ~2.7M minor
+faults per 30-window backfill (0.5M with that call disabled, docs/benchmarks.md).
 """
 
 from __future__ import annotations
