@@ -36,14 +36,17 @@ def apply_releases(sub: Subgraph, win: WindowEvents) -> tuple[np.ndarray, np.nda
     return quar, quar_at, released
 
 
-def _collides(sub: Subgraph, keys: np.ndarray) -> bool:
+def _loaded(sub: Subgraph, keys: np.ndarray) -> np.ndarray:
+    """Which of these created ids a profile of the subgraph has already."""
+    if sub.nP == 0 or len(keys) == 0:
+        return np.zeros(len(keys), dtype=bool)
+    return pd.Index(sub.p_key).get_indexer(keys) >= 0
+
+
+def _collides(keys: np.ndarray, loaded: np.ndarray) -> bool:
     """A profile an event would create has the id of a loaded profile or of another event's (the reference
     then derives another id from its sequence number): only the reference reproduces that."""
-    if len(keys) == 0:
-        return False
-    if pd.Index(keys).has_duplicates:
-        return True
-    return bool(sub.nP and pd.Index(sub.p_key).get_indexer(keys).max() >= 0)
+    return bool(len(keys) and (loaded.any() or pd.Index(keys).has_duplicates))
 
 
 def _keys_of(win: WindowEvents, candidates: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -61,13 +64,14 @@ def stitch_arrays(sub: Subgraph, win: WindowEvents, pol: Policy, window_key: str
     s = split_window(sub, win, pol, v_quar)
     candidates = np.flatnonzero((s.creator & s.ev_fast) | s.ev_hard)
     keys = win.keys(candidates)
+    loaded = _loaded(sub, keys)
     if win.key_exists is not None and len(keys):
         # ids of profiles outside the subgraph: even the reference cannot see those, so they are loaded first
-        outside = keys[pd.Index(sub.p_key).get_indexer(keys) < 0] if sub.nP else keys
+        outside = keys[~loaded]
         exists = np.asarray(win.key_exists(outside), dtype=bool)
         if exists.any():
             raise CreatedIdCollision(outside[exists])
-    fallback = _collides(sub, keys)
+    fallback = _collides(keys, loaded)
     win = replace(win, e_key=_keys_of(win, candidates, keys)) if win.e_key is None else win
     if fallback:
         s.ev_simple[:] = False
