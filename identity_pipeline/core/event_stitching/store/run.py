@@ -327,7 +327,7 @@ class StitchRun:
         V.code[staged.o_vid] = staged.o_code
         rel_vids = np.array([v for v, _ in self.released], dtype=np.int64)
         ex = extract(cache, window_vids, rel_vids, self.next_seq)
-        ex, outcome = self._stitch(window, staged, ex, window_vids, rel_vids)
+        ex, o_local, outcome = self._stitch(window, staged, ex, window_vids, rel_vids)
         t_engine = time.perf_counter()
         changed, d_active, d_known = apply_outcome(
             cache, ex, outcome, window_key=window.key, evidence=staged.strings
@@ -341,7 +341,7 @@ class StitchRun:
         t_apply = time.perf_counter()
         journal = cache.journal  # the next window starts a new one
         duration = time.perf_counter() - t0
-        metrics = self._metrics(staged, ex, outcome, active_conflicts, duration)
+        metrics = self._metrics(staged, ex, o_local, outcome, active_conflicts, duration)
         metric_rows = self._metric_rows(window, metrics)
         row = [window.key, window.start, window.end, staged.nE, duration]
         row += [self.next_seq, self.active, self.known]
@@ -395,9 +395,11 @@ class StitchRun:
             f"insert into {STATE}.windows values (?, ?, ?, now()::TIMESTAMP, ?, 'processed', ?, ?, ?, ?)", row
         ).fetchall()
 
-    def _stitch(self, window, staged, ex, window_vids, rel_vids) -> tuple[Extracted, WindowOutcome]:
-        """The window's outcome, and the subgraph it was decided on (taken again with the profiles whose ids
-        a created profile would reuse, when there are any)."""
+    def _stitch(
+        self, window, staged, ex, window_vids, rel_vids
+    ) -> tuple[Extracted, np.ndarray, WindowOutcome]:
+        """The window's outcome, the subgraph it was decided on (taken again with the profiles whose ids a
+        created profile would reuse, when there are any) and the local rows of the window's observations."""
         cache = self.cache
         extra = None
         for _ in range(2):
@@ -415,7 +417,7 @@ class StitchRun:
                 released=[(int(r), at) for r, (_, at) in zip(rel_local.tolist(), self.released, strict=True)],
             )
             try:
-                return ex, stitch_arrays(ex.sub, win, self.policy, window.key)
+                return ex, local, stitch_arrays(ex.sub, win, self.policy, window.key)
             except CreatedIdCollision as c:
                 extra = self._pids_of_keys(c.keys)
                 ex = extract(cache, window_vids, rel_vids, self.next_seq, extra_pids=extra)
@@ -492,13 +494,12 @@ class StitchRun:
         )
         return {"attribution": attribution, "audit_events": audit}
 
-    def _metrics(self, staged, ex, out, active_conflicts: int, duration: float) -> dict:
+    def _metrics(self, staged, ex, o_v, out, active_conflicts: int, duration: float) -> dict:
         model_names = [m.name for m in self.config.models]
         enc = pc.dictionary_encode(staged.model)
         index = {m: i for i, m in enumerate(model_names)}
         code_of = np.array([index[m] for m in enc.dictionary.to_pylist()], dtype=np.int64)
         e_model = code_of[np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)]
-        o_v = ex.local_values(self.cache, staged.o_vid)
         metrics, by_model, by_type = coded_window_metrics(
             a_status=out.a_status,
             a_reason=out.a_reason,
