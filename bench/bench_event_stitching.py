@@ -54,6 +54,12 @@ def _maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+def _cpu() -> tuple[float, float]:
+    """(user, system) CPU seconds of this process so far, all its threads (DuckDB's included)."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime, ru.ru_stime
+
+
 def _rss_mb() -> float:
     """Current resident set size (Linux /proc), to see whether memory follows the window or the history."""
     try:
@@ -161,6 +167,7 @@ def child(args: argparse.Namespace) -> None:
     fast = 0
     flush_s = 0.0
     t_all = time.perf_counter()
+    cpu = [_cpu()]
     store.ensure_schema(con)
     store.validate_models(con, es, base)
 
@@ -195,6 +202,7 @@ def child(args: argparse.Namespace) -> None:
 
     if args.mode == "backfill":  # what `identity-pipeline run` and a Dagster range backfill do: one run
         recs = stage(windows)
+        cpu.append(_cpu())
         t_run = time.perf_counter()
         run = store.StitchRun(con, es, windows, commit_every=args.commit_every)
         for w, rec in zip(windows, recs, strict=True):
@@ -204,6 +212,7 @@ def child(args: argparse.Namespace) -> None:
         flush_s = run.flush_seconds
         run_s = time.perf_counter() - t_run
     else:  # the daily schedule: each window staged and stitched in its own run
+        cpu.append(_cpu())  # staging and stitching interleave: their CPU is reported together
         run_s = 0.0
         for w in windows:
             rec = stage([w])[0]
@@ -218,10 +227,12 @@ def child(args: argparse.Namespace) -> None:
             rec["stitch_s"] += run.flush_seconds
             run_s += time.perf_counter() - t_run
     # the WAL the last windows left is written to the database file here (closing would do it): in the timing
+    cpu.append(_cpu())
     t_ck = time.perf_counter()
     con.execute("checkpoint").fetchall()
     final_checkpoint_s = time.perf_counter() - t_ck
     wall = time.perf_counter() - t_all
+    cpu.append(_cpu())
     rss = _maxrss_mb()
     if profiler is not None:
         import pstats
@@ -264,6 +275,18 @@ def child(args: argparse.Namespace) -> None:
                 "stitch_s": run_s,
                 "flush_s": flush_s,
                 "final_checkpoint_s": final_checkpoint_s,
+                # CPU seconds (user, system) of the process, all threads: staging, stitching, final checkpoint
+                "cpu_s": {
+                    name: [b[0] - a[0], b[1] - a[1]]
+                    for name, a, b in zip(
+                        ("stage", "stitch", "checkpoint")
+                        if args.mode == "backfill"
+                        else ("setup", "stage+stitch", "checkpoint"),
+                        cpu[:-1],
+                        cpu[1:],
+                        strict=True,
+                    )
+                },
                 "events": n_events,
                 "events_per_s": n_events / wall if wall else 0.0,
                 "peak_rss_mb": rss,
@@ -361,6 +384,22 @@ def main() -> int:
             f"window last/first {res['window_ratio_last_first']:.2f} "
             f"(median of last 5 / first 5: {res['window_ratio_last5_first5']:.2f}) "
             f"(min {min(times):.2f}s, max {max(times):.2f}s), fast path {res['events_fast_path']:,} events\n"
+            f"        CPU user+sys: "
+            + ", ".join(
+                f"{k} {u:.1f}+{y:.1f}s ({(u + y) / max(w, 1e-9):.2f} cores)"
+                for (k, (u, y)), w in zip(
+                    res["cpu_s"].items(),
+                    (res["stage_s"], res["stitch_s"], res["final_checkpoint_s"])
+                    if res["mode"] == "backfill"
+                    else (
+                        res["wall_s"] - res["stage_s"] - res["stitch_s"] - res["final_checkpoint_s"],
+                        res["stage_s"] + res["stitch_s"],
+                        res["final_checkpoint_s"],
+                    ),
+                    strict=True,
+                )
+            )
+            + "\n"
             f"        stitched P {s['precision']:.4f} R {s['recall']:.4f} ({s['profiles']:,} profiles)"
             + (
                 f" | naive P {nv['precision']:.4f} R {nv['recall']:.4f} ({nv['profiles']:,} components, "
