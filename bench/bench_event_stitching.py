@@ -54,10 +54,11 @@ def _maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def _cpu() -> tuple[float, float]:
-    """(user, system) CPU seconds of this process so far, all its threads (DuckDB's included)."""
+def _cpu() -> tuple[float, float, float]:
+    """(user, system) CPU seconds of this process so far, all its threads (DuckDB's included), and the wall
+    clock."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime, ru.ru_stime
+    return ru.ru_utime, ru.ru_stime, time.perf_counter()
 
 
 def _rss_mb() -> float:
@@ -275,9 +276,9 @@ def child(args: argparse.Namespace) -> None:
                 "stitch_s": run_s,
                 "flush_s": flush_s,
                 "final_checkpoint_s": final_checkpoint_s,
-                # CPU seconds (user, system) of the process, all threads: staging, stitching, final checkpoint
+                # per phase: CPU seconds (user, system) of the process, all threads, and wall seconds
                 "cpu_s": {
-                    name: [b[0] - a[0], b[1] - a[1]]
+                    name: [b[0] - a[0], b[1] - a[1], b[2] - a[2]]
                     for name, a, b in zip(
                         ("stage", "stitch", "checkpoint")
                         if args.mode == "backfill"
@@ -387,17 +388,7 @@ def main() -> int:
             f"        CPU user+sys: "
             + ", ".join(
                 f"{k} {u:.1f}+{y:.1f}s ({(u + y) / max(w, 1e-9):.2f} cores)"
-                for (k, (u, y)), w in zip(
-                    res["cpu_s"].items(),
-                    (res["stage_s"], res["stitch_s"], res["final_checkpoint_s"])
-                    if res["mode"] == "backfill"
-                    else (
-                        res["wall_s"] - res["stage_s"] - res["stitch_s"] - res["final_checkpoint_s"],
-                        res["stage_s"] + res["stitch_s"],
-                        res["final_checkpoint_s"],
-                    ),
-                    strict=True,
-                )
+                for k, (u, y, w) in res["cpu_s"].items()
             )
             + "\n"
             f"        stitched P {s['precision']:.4f} R {s['recall']:.4f} ({s['profiles']:,} profiles)"
