@@ -11,7 +11,6 @@ from collections.abc import Iterable, Iterator
 
 import duckdb
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from identity_pipeline.core.event_stitching.fast_path import NAT
@@ -172,8 +171,8 @@ def flush_ops(cache: GraphCache, written: dict[str, int]) -> Iterator[FlushOp]:
     rows = np.flatnonzero(M.dirty[: M.n])
     old = rows[M.in_db[rows]]
     if len(old):
-        keys = pd.DataFrame({"pid": M.pid[old].astype(np.int64), "vid": M.vid[old]}).drop_duplicates()
-        pairs = {"pid": pa.array(keys["pid"].to_numpy()), "vid": pa.array(keys["vid"].to_numpy())}
+        # a (pid, vid) can occur on several of these rows: the delete's join takes repeated keys as they are
+        pairs = {"pid": pa.array(M.pid[old].astype(np.int64)), "vid": pa.array(M.vid[old].astype(np.int32))}
         yield ("delete", "memberships", pa.table(pairs))
     live = rows[M.alive[rows]]
     yield ("insert", "memberships", membership_table(cache.membership_image(live)))
