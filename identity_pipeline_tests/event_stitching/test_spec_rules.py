@@ -895,52 +895,6 @@ def test_guarantees_a_long_run_that_fails_keeps_the_windows_committed_before_it(
     assert {name: view(con, name) for name in _STATE_VIEWS} == expected
 
 
-def test_guarantees_a_failed_background_write_stops_the_writes_and_commits_queued_after_it(monkeypatch):
-    # The writer thread is given jobs ahead (a window's rows, a commit point): when one fails, the commit
-    # queued behind it must not run, so the run keeps only the windows committed before the failure.
-    cfg = make_config()
-    days = [
-        ("2026-11-01", [ev("e1", 1, user_id="u1", cookie_id="c1"), ev("e2", 2, cookie_id="c2")]),
-        ("2026-11-02", [ev("e3", DAY + 1, cookie_id="c1", anonymous_id="a1")]),
-        ("2026-11-03", [ev("e4", 2 * DAY + 1, anonymous_id="a1", cookie_id="c2")]),
-    ]
-
-    def staged() -> duckdb.DuckDBPyConnection:
-        con = duckdb.connect()
-        store.ensure_schema(con)
-        for key, evs in days:
-            events_df, long = frames(evs)
-            store.stage_frames(
-                con, cfg, store.window_for_key(cfg, key), events_df, extract_observations(long, cfg)
-            )
-        return con
-
-    windows = [store.window_for_key(cfg, k) for k, _ in days]
-    first_only = staged()
-    store.stitch_windows(first_only, cfg, windows[:1])
-    first_state = _state_rows(first_only)
-
-    from identity_pipeline.core.event_stitching.store import run as run_module
-
-    real = run_module.StitchRun._write_window
-    calls = []
-
-    def fail_second(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("write failed")
-        return real(self, *args, **kwargs)
-
-    con = staged()
-    monkeypatch.setattr(run_module.StitchRun, "_write_window", fail_second)
-    with pytest.raises(RuntimeError, match="write failed"):
-        store.stitch_windows(con, cfg, windows, commit_every=1)
-    assert len(calls) == 2  # the third window's write never ran
-    status = dict(con.execute(f"select window_key, status from {store.STATE}.windows").fetchall())
-    assert status == {"2026-11-01": "processed"}
-    assert _state_rows(con) == first_state
-
-
 # ============================================================================================================
 # Scenario catalogue (hand-written expected graphs)
 # ============================================================================================================

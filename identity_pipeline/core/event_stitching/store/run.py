@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
@@ -146,11 +145,6 @@ def _take(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return out
 
 
-# writer jobs (a window's rows, a commit point) given ahead of the one being written: each holds a window's
-# outputs or a commit point's rows in memory until written
-_WRITER_QUEUE = 2
-
-
 @contextlib.contextmanager
 def _cyclic_gc_paused() -> Iterator[None]:
     """Python's cyclic collector off for a window or the end of a run. Both allocate many small Python
@@ -185,8 +179,7 @@ class StitchRun:
         # the window's output rows are written by one background thread while the next window is stitched
         # (DuckDB runs without the GIL); the connection is used by one thread at a time (`_wait`)
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="es-writer")
-        self._pending: deque[Future] = deque()
-        self._writer_failed = False
+        self._pending: Future | None = None
         ensure_schema(con)
         # committed rows that the run never writes (staged windows, the dictionary) are read through other
         # connections, so reading them does not wait for the writer: `reader` for the main thread, and one
@@ -216,27 +209,14 @@ class StitchRun:
             self.abort()
 
     def _wait(self) -> None:
-        """Let the writer finish what it was given (and raise the first error it met)."""
-        while self._pending:
-            self._pending.popleft().result()
+        """Let the writer finish what it was given (and raise what it raised)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
 
     def _submit(self, job: Callable[[], None]) -> None:
-        """Give the writer a job; wait first while it has `_WRITER_QUEUE` jobs not done (a commit point and
-        its checkpoint can take longer than a window: the queue lets the main thread go on meanwhile). Once a
-        job fails, the jobs after it do not run (no later write or commit follows a failed one)."""
-        while len(self._pending) >= _WRITER_QUEUE:
-            self._pending.popleft().result()
-
-        def guarded() -> None:
-            if self._writer_failed:
-                raise RuntimeError("an earlier write of this run failed")
-            try:
-                job()
-            except BaseException:
-                self._writer_failed = True
-                raise
-
-        self._pending.append(self._io.submit(guarded))
+        self._wait()
+        self._pending = self._io.submit(job)
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):  # the run fails anyway; its first error is what is raised
