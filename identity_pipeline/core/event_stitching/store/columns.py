@@ -95,7 +95,8 @@ def link(head: np.ndarray, nxt: np.ndarray, rows: np.ndarray, owners: np.ndarray
     owners = np.asarray(owners, dtype=np.int64)
     rows = np.asarray(rows, dtype=np.int64)
     # rows grouped by owner, in their given order within an owner: one sort of (owner, position) keys, cheaper
-    # than a stable argsort (and than checking for repeated owners first: most calls have them)
+    # than a stable argsort (and than checking for repeated owners first: most calls have them); owners index
+    # `head`, so owner * n stays far below 2**63 for any arrays that fit in memory
     n = len(rows)
     key = np.sort(owners * n + np.arange(n, dtype=np.int64))
     rows, owners = rows[key % n], key // n
