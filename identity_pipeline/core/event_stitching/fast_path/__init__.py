@@ -7,11 +7,13 @@ test_fast_path_equivalence.py, through `frames.py`):
 1. `inputs.py`: the subgraph the window reads (values, profiles, memberships) and the window's events and
    observations, as numpy arrays of small integers (`Subgraph`, `WindowEvents`, `Policy`).
 2. `split.py`: observations become usable edges event <-> value (blocked values and values quarantined before
-   the window set aside); values link to the profiles holding them. Connected components (scipy) are
-   independent; each is SIMPLE (the reference would only attach its events to one profile), MERGE (several
-   profiles or creators, nothing else), or HARD (a limit, an expiry, a shared or non-active holder...).
+   the window set aside); values link to the profiles holding them. Connected components (union-find,
+   `kernels.py`) are independent; each is SIMPLE (the reference would only attach its events to one
+   profile), MERGE (several profiles or creators, nothing else), or HARD (a limit, an expiry, a shared or
+   non-active holder...).
 3. `merge_walk.py`: a union-find pass over the MERGE components' events in order (merges into the oldest
-   profile, one-hop redirects, each event's profile as decided then).
+   profile, one-hop redirects, each event's profile as decided then); its loop and the components' are
+   compiled with numba (`kernels.py`).
 4. `complex_path.py`: the HARD components through the per-event reference, on strings, on just the part of the
    subgraph they reach; also the whole window when a created id would collide (`window.py`).
 5. `updates.py`: the subgraph after the window (aggregates of the simple and merge events, the reference's

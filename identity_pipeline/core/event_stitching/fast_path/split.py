@@ -22,8 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
 
 from identity_pipeline.core.event_stitching.fast_path.inputs import (
     ACTIVE,
@@ -107,9 +105,9 @@ def _components(
     later = u_e != first_e[u_v]
     rows = np.concatenate([u_e[later], first_e[sub.m_v[m_link]]])
     cols = np.concatenate([first_e[u_v[later]], nE + sub.m_p[m_link]])
-    n = nE + nP
-    graph = sp.csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
-    n_comp, labels = connected_components(graph, directed=True, connection="weak")
+    from identity_pipeline.core.event_stitching.fast_path import kernels  # numba: imported when needed
+
+    n_comp, labels = kernels.components(nE + nP, rows.astype(np.int64), cols.astype(np.int64))
     return n_comp, labels[:nE], labels[nE:]
 
 

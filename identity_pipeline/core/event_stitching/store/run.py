@@ -159,6 +159,14 @@ def _cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _warm_kernels() -> None:
+    """Import and load the fast path's compiled loops; a failure here shows again where they are used."""
+    with contextlib.suppress(Exception):
+        from identity_pipeline.core.event_stitching.fast_path import kernels
+
+        kernels.warm()
+
+
 class StitchRun:
     """Process windows in order against the stored graph, in one transaction (see the module docstring)."""
 
@@ -180,6 +188,8 @@ class StitchRun:
         # (DuckDB runs without the GIL); the connection is used by one thread at a time (`_wait`)
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="es-writer")
         self._pending: Future | None = None
+        # the fast path's compiled loops load (numba, ~1.5 s) on that thread while the graph is prepared
+        self._io.submit(_warm_kernels)
         ensure_schema(con)
         # committed rows that the run never writes (staged windows, the dictionary) are read through other
         # connections, so reading them does not wait for the writer: `reader` for the main thread, and one

@@ -1,0 +1,162 @@
+"""The fast path's sequential loops, compiled with numba: the merge walk and the window's components.
+
+Kept apart so that importing the fast path does not import numba (about a second): callers import this
+module when a window needs it (`load()`), and `StitchRun` warms it on a background thread while it loads its
+first window. `cache=True` keeps the machine code beside this file (or in numba's user cache directory when
+the package is read-only), so only the first run on a machine compiles (a few seconds).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, nogil=True)
+def walk(
+    starts: np.ndarray,
+    ends: np.ndarray,
+    run_event: np.ndarray,
+    run_ts: np.ndarray,
+    v: np.ndarray,
+    known_before: np.ndarray,
+    hold: np.ndarray,
+    anchor: np.ndarray,
+    p_seq: np.ndarray,
+    n_loaded: int,
+    base: int,
+    n_values: int,
+    count: np.ndarray,
+    first: np.ndarray,
+    last: np.ndarray,
+    known: np.ndarray,
+    has_anchor: np.ndarray,
+    in_walk: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Walk every event (observations `starts[j]:ends[j]` of event `run_event[j]`): reach the group of each
+    known value, merge the younger of two reached groups into the older, create a group when nothing is
+    known. Updates the per-group stats in place (a merged group keeps its stats at the time it merged);
+    returns (each event's group, each group's parent or -1, merges as rows (event, value, survivor, lost)).
+    Groups are dense integers: loaded profile rows `0..n_loaded-1`, then `n_loaded + e` for the profile the
+    event `e` creates."""
+    n_groups = len(count)
+    parent = np.full(n_groups, -1, dtype=np.int64)
+    key_group = np.full(n_values, -1, dtype=np.int64)
+    ev_group = np.empty(len(starts), dtype=np.int64)
+    merges = np.empty((len(v), 4), dtype=np.int64)
+    n_merges = 0
+    for j in range(len(starts)):
+        a, b = starts[j], ends[j]
+        p = run_event[j]
+        ts = run_ts[j]
+        target = -1
+        event_anchor = False
+        for i in range(a, b):
+            if anchor[i]:
+                event_anchor = True
+            if not known_before[i]:
+                continue
+            g = key_group[v[i]]
+            if g < 0:
+                g = hold[i]
+            while parent[g] >= 0:
+                g = parent[g]
+            if target < 0:
+                target = g
+            elif g != target:
+                o_t = p_seq[target] if target < n_loaded else base + target
+                o_g = p_seq[g] if g < n_loaded else base + g
+                if o_t < o_g:
+                    sv, lo = target, g
+                else:
+                    sv, lo = g, target
+                parent[lo] = sv
+                count[sv] += count[lo]
+                if first[lo] < first[sv]:
+                    first[sv] = first[lo]
+                if last[lo] > last[sv]:
+                    last[sv] = last[lo]
+                known[sv] = known[sv] or known[lo]
+                has_anchor[sv] = has_anchor[sv] or has_anchor[lo]
+                merges[n_merges, 0] = p
+                merges[n_merges, 1] = v[i]
+                merges[n_merges, 2] = sv
+                merges[n_merges, 3] = lo
+                n_merges += 1
+                target = sv
+        if target < 0:
+            target = n_loaded + p
+            in_walk[target] = True
+            count[target] = 1
+            first[target] = ts
+            last[target] = ts
+            known[target] = event_anchor
+            has_anchor[target] = event_anchor
+        else:
+            count[target] += 1
+            if ts < first[target]:
+                first[target] = ts
+            if ts > last[target]:
+                last[target] = ts
+            has_anchor[target] = has_anchor[target] or event_anchor
+            known[target] = has_anchor[target]  # rule 9 on the event's profile
+        for i in range(a, b):
+            if not known_before[i] and key_group[v[i]] < 0:
+                key_group[v[i]] = target
+        ev_group[j] = target
+    return ev_group, parent, merges[:n_merges]
+
+
+@numba.njit(cache=True, nogil=True)
+def roots(groups: np.ndarray, parent: np.ndarray) -> np.ndarray:
+    """Final survivor of each group."""
+    out = np.empty(len(groups), dtype=np.int64)
+    for k in range(len(groups)):
+        r = groups[k]
+        while parent[r] >= 0:
+            r = parent[r]
+        out[k] = r
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def components(n: int, a: np.ndarray, b: np.ndarray) -> tuple[int, np.ndarray]:
+    """Connected components of the undirected graph on nodes `0..n-1` with edges `a[i] - b[i]`: (count,
+    label of each node), components numbered by their smallest node (as scipy's `connected_components`
+    numbers them). Union-find, the smaller root surviving, with path halving."""
+    parent = np.arange(n)
+    for i in range(len(a)):
+        x = a[i]
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        y = b[i]
+        while parent[y] != y:
+            parent[y] = parent[parent[y]]
+            y = parent[y]
+        if x < y:
+            parent[y] = x
+        elif y < x:
+            parent[x] = y
+    labels = np.empty(n, dtype=np.int32)
+    count = 0
+    for x in range(n):
+        r = x
+        while parent[r] != r:
+            r = parent[r]
+        if r == x:
+            labels[x] = count
+            count += 1
+        else:
+            labels[x] = labels[r]
+    return count, labels
+
+
+def warm() -> None:
+    """Load (or compile) every kernel once, on tiny inputs."""
+    z = np.zeros(1, dtype=np.int64)
+    e = z[:0]
+    f = np.zeros(0, dtype=bool)
+    walk(e, e, e, e, e, f, e, f, z, 0, 0, 1, z.copy(), z.copy(), z.copy(), f, f, f)
+    roots(e, z)
+    components(1, e, e)

@@ -1,0 +1,49 @@
+"""The fast path's compiled loops (`fast_path/kernels.py`) on their own.
+
+`walk` is checked through the fast path against the reference (test_fast_path_equivalence.py); here the
+components, whose numbering the split relies on, against scipy's on random graphs, and the warm-up."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from identity_pipeline.core.event_stitching.fast_path import kernels
+
+
+def _scipy(n: int, a: np.ndarray, b: np.ndarray) -> tuple[int, np.ndarray]:
+    g = sp.csr_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
+    return connected_components(g, directed=True, connection="weak")
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_components_match_scipy_numbering(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 400))
+    m = int(rng.integers(0, 2 * n))
+    a = rng.integers(0, n, m).astype(np.int64)
+    b = rng.integers(0, n, m).astype(np.int64)
+    count, labels = kernels.components(n, a, b)
+    want_count, want = _scipy(n, a, b)
+    assert count == want_count
+    np.testing.assert_array_equal(labels, want)
+
+
+def test_components_chain_and_isolated_nodes() -> None:
+    # 4-3, 3-1 join {1, 3, 4}; 0, 2 and 5 stay alone; numbered by smallest node: 0, {1,3,4}, 2, 5
+    count, labels = kernels.components(6, np.array([4, 3], dtype=np.int64), np.array([3, 1], dtype=np.int64))
+    assert count == 4
+    assert labels.tolist() == [0, 1, 2, 1, 1, 3]
+
+
+def test_roots_follow_parents_to_the_survivor() -> None:
+    parent = np.array([-1, 0, 1, -1, 3], dtype=np.int64)
+    assert kernels.roots(np.array([0, 1, 2, 3, 4], dtype=np.int64), parent).tolist() == [0, 0, 0, 3, 3]
+
+
+def test_warm_loads_every_kernel() -> None:
+    kernels.warm()
+    for fn in (kernels.walk, kernels.roots, kernels.components):
+        assert fn.signatures, f"{fn.__name__} has no compiled signature after warm()"
