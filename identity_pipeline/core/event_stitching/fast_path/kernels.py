@@ -1,9 +1,9 @@
 """The fast path's sequential loops, compiled with numba: the merge walk and the window's components.
 
-Kept apart so that importing the fast path does not import numba (about a second): callers import this
-module when a window needs it (`load()`), and `StitchRun` warms it on a background thread while it loads its
-first window. `cache=True` keeps the machine code beside this file (or in numba's user cache directory when
-the package is read-only), so only the first run on a machine compiles (a few seconds).
+Kept apart so that importing the fast path does not import numba (about a second): the functions using it
+import this module when they first run, and `StitchRun` loads it (`warm`) on its writer thread while it
+prepares the run's graph. `cache=True` keeps the machine code beside this file (or in numba's user cache
+directory when the package is read-only), so only the first run on a machine compiles (a few seconds).
 """
 
 from __future__ import annotations
