@@ -5,6 +5,8 @@ components, whose numbering the split relies on, against scipy's on random graph
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -47,3 +49,11 @@ def test_warm_loads_every_kernel() -> None:
     kernels.warm()
     for fn in (kernels.walk, kernels.roots, kernels.components):
         assert fn.signatures, f"{fn.__name__} has no compiled signature after warm()"
+
+
+def test_cache_goes_to_the_temp_dir_only_when_the_package_is_read_only(tmp_path: Path) -> None:
+    assert kernels.cache_dir_fallback(tmp_path, {}) is None  # writable: numba caches beside the module
+    chosen = {"NUMBA_CACHE_DIR": "/x"}  # the user chose
+    assert kernels.cache_dir_fallback(tmp_path / "missing", chosen) is None
+    fallback = kernels.cache_dir_fallback(tmp_path / "missing", {})  # not writable (does not exist)
+    assert fallback is not None and fallback.endswith("identity_pipeline-numba-cache")

@@ -8,8 +8,28 @@ directory when the package is read-only), so only the first run on a machine com
 
 from __future__ import annotations
 
-import numba
-import numpy as np
+import os
+import tempfile
+from collections.abc import MutableMapping
+from pathlib import Path
+
+
+def cache_dir_fallback(module_dir: Path, environ: MutableMapping[str, str]) -> str | None:
+    """Where numba should cache when it cannot write beside this module (a read-only install: numba then
+    needs a writable user cache directory and fails with "no locator available" without one, as in a
+    container with a read-only home): a directory in the temp dir. None when the module's directory is
+    writable or the user already chose (NUMBA_CACHE_DIR)."""
+    if environ.get("NUMBA_CACHE_DIR") or os.access(module_dir, os.W_OK):
+        return None
+    return str(Path(tempfile.gettempdir()) / "identity_pipeline-numba-cache")
+
+
+_fallback = cache_dir_fallback(Path(__file__).resolve().parent, os.environ)
+if _fallback is not None:
+    os.environ["NUMBA_CACHE_DIR"] = _fallback  # read by numba when it is imported, just below
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
 
 
 @numba.njit(cache=True, nogil=True)
