@@ -2,8 +2,9 @@
 
 Kept apart so that importing the fast path does not import numba (about a second): the functions using it
 import this module when they first run, and `StitchRun` loads it (`warm`) on its writer thread while it
-prepares the run's graph. `cache=True` keeps the machine code beside this file (or in numba's user cache
-directory when the package is read-only), so only the first run on a machine compiles (a few seconds).
+prepares the run's graph. `cache=True` keeps the machine code beside this file (or, when the package is
+read-only and NUMBA_CACHE_DIR is unset, in the temp dir: `cache_dir_fallback`), so only the first run on a
+machine compiles (a few seconds).
 """
 
 from __future__ import annotations
