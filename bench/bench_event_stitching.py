@@ -153,6 +153,9 @@ def child(args: argparse.Namespace) -> None:
     settings = config.duckdb_settings()  # as the Dagster DuckDB resource sets them
     if args.memory_limit:
         settings["memory_limit"] = args.memory_limit
+    for item in args.duckdb_set or []:
+        name, _, value = item.partition("=")
+        settings[name.strip()] = value.strip()
     for name, value in settings.items():
         con.execute(f"set {name} = '{value}'")
     windows = store.config_windows(es)
@@ -272,6 +275,7 @@ def child(args: argparse.Namespace) -> None:
                 "wall_s": wall,
                 "duckdb_memory_limit": settings.get("memory_limit"),
                 "duckdb_checkpoint_threshold": settings.get("checkpoint_threshold"),
+                "duckdb_settings": settings,
                 "stage_s": sum(w["stage_s"] for w in per_window),
                 "stitch_s": run_s,
                 "flush_s": flush_s,
@@ -341,6 +345,12 @@ def main() -> int:
     parser.add_argument(
         "--commit-every", type=int, default=10, help="backfill: commit every N windows (StitchRun)"
     )
+    parser.add_argument(
+        "--duckdb-set",
+        action="append",
+        metavar="NAME=VALUE",
+        help="an extra DuckDB setting for the runs (repeatable), e.g. threads=2",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the child, print the top")
     parser.add_argument("--windows", type=int, default=0, help="only the first N windows (no naive)")
     parser.add_argument(
@@ -363,6 +373,8 @@ def main() -> int:
         cmd += ["--mode", args.mode, "--commit-every", str(args.commit_every)]
         if args.memory_limit:
             cmd += ["--memory-limit", args.memory_limit]
+        for item in args.duckdb_set or []:
+            cmd += ["--duckdb-set", item]
         if args.profile:
             cmd += ["--profile"]
         if args.windows:
@@ -381,7 +393,13 @@ def main() -> int:
             f"peak RSS {res['peak_rss_mb']:,.0f} MB "
             f"(DuckDB memory_limit {res['duckdb_memory_limit'] or 'default'}, checkpoint_threshold "
             f"{res['duckdb_checkpoint_threshold'] or 'default'}; final checkpoint "
-            f"{res['final_checkpoint_s']:.1f}s), "
+            f"{res['final_checkpoint_s']:.1f}s"
+            + "".join(
+                f", {k} {v}"
+                for k, v in res["duckdb_settings"].items()
+                if k not in ("memory_limit", "checkpoint_threshold")
+            )
+            + "), "
             f"window last/first {res['window_ratio_last_first']:.2f} "
             f"(median of last 5 / first 5: {res['window_ratio_last5_first5']:.2f}) "
             f"(min {min(times):.2f}s, max {max(times):.2f}s), fast path {res['events_fast_path']:,} events\n"
