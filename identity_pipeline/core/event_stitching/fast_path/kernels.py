@@ -1,4 +1,5 @@
-"""The fast path's sequential loops, compiled with numba: the merge walk and the window's components.
+"""The fast path's sequential loops, compiled with numba: the merge walk, the window's components and the
+per-slot minimum / maximum of scattered values (`scatter.py`).
 
 Kept apart so that importing the fast path does not import numba (about a second): the functions using it
 import this module when they first run, and `StitchRun` loads it (`warm`) on its writer thread while it
@@ -173,6 +174,24 @@ def components(n: int, a: np.ndarray, b: np.ndarray) -> tuple[int, np.ndarray]:
     return count, labels
 
 
+@numba.njit(cache=True, nogil=True)
+def minimum_at(out: np.ndarray, idx: np.ndarray, vals: np.ndarray) -> None:
+    """`np.minimum.at(out, idx, vals)` for indices already checked to lie in `out` (`scatter.py`)."""
+    for i in range(len(idx)):
+        j = idx[i]
+        if vals[i] < out[j]:
+            out[j] = vals[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def maximum_at(out: np.ndarray, idx: np.ndarray, vals: np.ndarray) -> None:
+    """`np.maximum.at(out, idx, vals)` for indices already checked to lie in `out` (`scatter.py`)."""
+    for i in range(len(idx)):
+        j = idx[i]
+        if vals[i] > out[j]:
+            out[j] = vals[i]
+
+
 def warm() -> None:
     """Load (or compile) every kernel once, on tiny inputs."""
     z = np.zeros(1, dtype=np.int64)
@@ -181,3 +200,6 @@ def warm() -> None:
     walk(e, e, e, e, e, f, e, f, z, 0, 0, 1, z.copy(), z.copy(), z.copy(), f, f, f)
     roots(e, z)
     components(1, e, e)
+    for reduce_at in (minimum_at, maximum_at):
+        reduce_at(z.copy(), e, e)
+        reduce_at(np.zeros(1, dtype=np.int8), e, np.zeros(0, dtype=np.int8))

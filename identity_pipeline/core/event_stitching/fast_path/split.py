@@ -34,6 +34,7 @@ from identity_pipeline.core.event_stitching.fast_path.inputs import (
     Subgraph,
     WindowEvents,
 )
+from identity_pipeline.core.event_stitching.fast_path.scatter import maximum_at, minimum_at
 
 TIE_BITS = 40  # walk key = type << TIE_BITS | o_tie
 
@@ -157,9 +158,9 @@ def split_window(sub: Subgraph, win: WindowEvents, pol: Policy, v_quar: np.ndarr
     v_usable = present(u_v, nV)
     m_link = v_usable[sub.m_v]
     first_e = np.full(nV, BIG, dtype=np.int64)
-    np.minimum.at(first_e, u_v, u_e)
+    minimum_at(first_e, u_v, u_e)
     last_e = np.full(nV, -1, dtype=np.int64)
-    np.maximum.at(last_e, u_v, u_e)
+    maximum_at(last_e, u_v, u_e)
 
     n_comp, c_ev, c_p = _components(sub, nE, u_e, first_e, u_v, m_link)
     c_v = np.full(nV, -1, dtype=np.int64)

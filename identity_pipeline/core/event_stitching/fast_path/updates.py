@@ -33,6 +33,7 @@ from identity_pipeline.core.event_stitching.fast_path.inputs import (
 )
 from identity_pipeline.core.event_stitching.fast_path.merge_walk import MergeWalk
 from identity_pipeline.core.event_stitching.fast_path.outcome import StateChanges
+from identity_pipeline.core.event_stitching.fast_path.scatter import maximum_at, minimum_at
 from identity_pipeline.core.event_stitching.fast_path.split import Split, present
 
 
@@ -64,7 +65,7 @@ def fast_targets(sub: Subgraph, s: Split, mg: MergeWalk | None) -> Targets:
     idx = np.flatnonzero(eligible)
     ue, key = s.u_e[idx], s.u_key[idx]
     best = np.full(nE, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(best, ue, key)
+    minimum_at(best, ue, key)
     is_best = key == best[ue]
     ev_dec = np.full(nE, -1, dtype=np.int64)
     ev_dec[ue[is_best]] = s.u_v[idx[is_best]]
@@ -121,11 +122,11 @@ def _combine(ref, v, status, first, last, count, nV) -> np.ndarray:
     rows, d_gid = o[dup], gid[dup]
     n = len(sizes)
     st = np.full(n, BLOCKED, dtype=np.int64)
-    np.minimum.at(st, d_gid, status[rows].astype(np.int64))
+    minimum_at(st, d_gid, status[rows].astype(np.int64))
     fs = np.full(n, BIG, dtype=np.int64)
-    np.minimum.at(fs, d_gid, first[rows])
+    minimum_at(fs, d_gid, first[rows])
     ls = np.full(n, NAT, dtype=np.int64)
-    np.maximum.at(ls, d_gid, last[rows])
+    maximum_at(ls, d_gid, last[rows])
     cn = np.bincount(d_gid, weights=count[rows], minlength=n).astype(np.int64)
     groups = np.flatnonzero(sizes > 1)
     head = o[start][groups]
@@ -192,8 +193,8 @@ def assemble(
     c_n = np.bincount(fc, minlength=s.n_comp)
     c_lo = np.full(s.n_comp, BIG, dtype=np.int64)
     c_hi = np.full(s.n_comp, NAT, dtype=np.int64)
-    np.minimum.at(c_lo, fc, e_ts[fast_e])
-    np.maximum.at(c_hi, fc, e_ts[fast_e])
+    minimum_at(c_lo, fc, e_ts[fast_e])
+    maximum_at(c_hi, fc, e_ts[fast_e])
     c_anchor = present(s.c_v[touched[pol.anchor[sub.v_type[touched]]]], s.n_comp)
 
     prof = _Rows("rows", "first", "last", "status", "merged_ref", "count", "known")
@@ -326,8 +327,8 @@ def assemble(
             cnt = np.bincount(inv, minlength=len(uq))
             lo = np.full(len(uq), BIG, dtype=np.int64)
             hi = np.full(len(uq), NAT, dtype=np.int64)
-            np.minimum.at(lo, inv, e_ts[b_e])
-            np.maximum.at(hi, inv, e_ts[b_e])
+            minimum_at(lo, inv, e_ts[b_e])
+            maximum_at(hi, inv, e_ts[b_e])
             add.add(ref=uq // nV, v=uq % nV, status=BLOCKED, first=lo, last=hi, count=cnt)
             meet_refs.append(uq // nV)
     if cx is not None:

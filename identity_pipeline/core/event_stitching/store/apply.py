@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from identity_pipeline.core.event_stitching.fast_path import ACTIVE, NAT, PROFILE_ACTIVE, WindowOutcome
+from identity_pipeline.core.event_stitching.fast_path.scatter import maximum_at, minimum_at
 from identity_pipeline.core.event_stitching.fast_path.split import present
 from identity_pipeline.core.event_stitching.store.graph_cache import GraphCache
 from identity_pipeline.core.event_stitching.store.subgraph import Extracted
@@ -168,14 +169,14 @@ def _carry(cache: GraphCache, losers: np.ndarray, survivors: np.ndarray, next_se
     uk, inv = np.unique(grp_key, return_inverse=True)
     n = len(uk)
     st = np.full(n, 2, dtype=np.int64)
-    np.minimum.at(st, inv, M.status[left].astype(np.int64))
+    minimum_at(st, inv, M.status[left].astype(np.int64))
     fs = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(fs, inv, M.first[left])
+    minimum_at(fs, inv, M.first[left])
     ls = np.full(n, NAT, dtype=np.int64)
-    np.maximum.at(ls, inv, M.last[left])
+    maximum_at(ls, inv, M.last[left])
     cn = np.bincount(inv, weights=M.count[left], minlength=n).astype(np.int64)
     first_of = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(first_of, inv, np.arange(len(inv)))
+    minimum_at(first_of, inv, np.arange(len(inv)))
     tgt_row = match[first_of]
     existing = tgt_row >= 0
     er = tgt_row[existing]
