@@ -11,11 +11,16 @@ internal: nothing is ordered or published by them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import duckdb
 import numpy as np
 import pyarrow as pa
 
 from identity_pipeline.core.event_stitching.store.tables import STATE, on_arrow
+
+if TYPE_CHECKING:  # the index imports numba: only the runs that use it load it
+    from identity_pipeline.core.event_stitching.store.dictionary_index import DictionaryIndex
 
 _LOW64 = "18446744073709551615::UHUGEINT"
 
@@ -64,26 +69,25 @@ def value_keys(
 
 
 def ids_of_keys(
-    con: duckdb.DuckDBPyConnection, codes: np.ndarray, values: pa.Array, keys: pa.Table
+    con: duckdb.DuckDBPyConnection,
+    codes: np.ndarray,
+    values: pa.Array,
+    keys: pa.Table,
+    index: DictionaryIndex | None = None,
 ) -> np.ndarray:
     """Ids of distinct values (type code `codes[i]`, string `values[i]`, key row `keys[i]`), adding the values
-    the dictionary does not hold yet, numbered in the order given (the same input gives the same ids)."""
+    the dictionary does not hold yet, numbered in the order given (the same input gives the same ids).
+    With `index` (the dictionary's keys in memory, `dictionary_index.py`) the lookup is done there instead of
+    by a join against the table: the same ids."""
     n = len(values)
     if n == 0:
         return np.zeros(0, np.int64)
-    probe = keys.append_column("d", pa.array(np.arange(n, dtype=np.int64)))
-    res = on_arrow(
-        con,
-        "__es_keys",
-        probe,
-        f"select k.d, d.vid from __es_keys k join {STATE}.value_dictionary d on d.h1 = k.h1 and d.h2 = k.h2",
-    ).to_arrow_table()
-    vid = np.full(n, -1, dtype=np.int64)
-    vid[res.column("d").to_numpy()] = res.column("vid").to_numpy()
-    new = np.flatnonzero(vid < 0)
+    if index is not None:
+        vid, is_new = index.find_or_add(keys.column("h1").to_numpy(), keys.column("h2").to_numpy())
+        new = np.flatnonzero(is_new)
+    else:
+        vid, new = _join_ids(con, keys)
     if len(new):
-        top = con.execute(f"select max(vid) from {STATE}.value_dictionary").fetchall()[0][0]
-        vid[new] = (-1 if top is None else int(top)) + 1 + np.arange(len(new))
         take = pa.array(new)
         added = pa.table(
             {
@@ -101,3 +105,22 @@ def ids_of_keys(
             f"insert into {STATE}.value_dictionary select * from __es_new_values",
         )
     return vid
+
+
+def _join_ids(con: duckdb.DuckDBPyConnection, keys: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """(ids of the keys: the dictionary's, the next ones for the new keys in order; rows of the new keys)."""
+    n = keys.num_rows
+    probe = keys.append_column("d", pa.array(np.arange(n, dtype=np.int64)))
+    res = on_arrow(
+        con,
+        "__es_keys",
+        probe,
+        f"select k.d, d.vid from __es_keys k join {STATE}.value_dictionary d on d.h1 = k.h1 and d.h2 = k.h2",
+    ).to_arrow_table()
+    vid = np.full(n, -1, dtype=np.int64)
+    vid[res.column("d").to_numpy()] = res.column("vid").to_numpy()
+    new = np.flatnonzero(vid < 0)
+    if len(new):
+        top = con.execute(f"select max(vid) from {STATE}.value_dictionary").fetchall()[0][0]
+        vid[new] = (-1 if top is None else int(top)) + 1 + np.arange(len(new))
+    return vid, new

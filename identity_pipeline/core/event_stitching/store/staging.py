@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
@@ -31,6 +31,12 @@ from identity_pipeline.core.event_stitching.store.windows import Window
 from identity_pipeline.core.source_io import describe_source, quote_ident, source_select_sql
 from identity_pipeline.core.standardize import standardize
 from identity_pipeline.core.storage import first_row, transaction
+
+if TYPE_CHECKING:  # the index imports numba: only long staging runs load it
+    from identity_pipeline.core.event_stitching.store.dictionary_index import DictionaryIndex
+
+# staging this many windows in one call looks values up in memory (`stage_windows`)
+INDEX_MIN_WINDOWS = 8
 
 _OFFSET_RE = r"\d:\d\d(:\d\d(\.\d+)?)?\s*(Z|z|UTC|[+-]\d\d(:?\d\d)?)$"
 
@@ -312,13 +318,15 @@ def stage_observed(
     return write_prepared(con, window, prepare_window(con, window, model, event_id, event_ts, observed))
 
 
-def write_prepared(con: duckdb.DuckDBPyConnection, window: Window, pw: PreparedWindow) -> dict[str, int]:
-    """The ordered part of staging: value ids from the dictionary (new values get the next ids), then the
-    window's rows, in one transaction."""
+def write_prepared(
+    con: duckdb.DuckDBPyConnection, window: Window, pw: PreparedWindow, index: DictionaryIndex | None = None
+) -> dict[str, int]:
+    """The ordered part of staging: value ids from the dictionary (new values get the next ids; looked up in
+    `index` when given), then the window's rows, in one transaction."""
     with transaction(con):
         codes = type_codes(con, pw.names)
         code_of_kind = np.array([codes[t] for t in pw.names], dtype=np.int64)
-        vid = ids_of_keys(con, code_of_kind[pw.kind], pw.values, pw.keys)
+        vid = ids_of_keys(con, code_of_kind[pw.kind], pw.values, pw.keys, index)
         obs = pa.table(
             {
                 "seq": pa.array(pw.o_seq.astype(np.int32)),
@@ -391,19 +399,26 @@ def stage_windows(
     The same rows as `stage_window` on each window in turn, faster: the next window is read, standardized,
     ordered and keyed on a second thread (its own cursor; DuckDB and Arrow run without the GIL) while the
     current one gets its value ids and is written. Value ids are still given window after window, so they
-    do not depend on the thread timing. A failing window raises when its turn comes: the windows before it
-    are staged, no later one is."""
+    do not depend on the thread timing. From `INDEX_MIN_WINDOWS` windows on, the ids are looked up in the
+    dictionary's keys held in memory (`dictionary_index.py`: the same ids, without a join against the whole
+    dictionary per window; loading it costs about what five such joins do). A failing window raises when its
+    turn comes: the windows before it are staged, no later one is."""
     if not windows:
         return
     reader = con.cursor()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="es-stage-reader")
     try:
         nxt: Future = pool.submit(_read_and_prepare, reader, config, windows[0], base_dir)
+        index = None
+        if len(windows) >= INDEX_MIN_WINDOWS:  # loaded while the first window is read
+            from identity_pipeline.core.event_stitching.store.dictionary_index import DictionaryIndex
+
+            index = DictionaryIndex.load(con)
         for i, window in enumerate(windows):
             prepared = nxt.result()
             if i + 1 < len(windows):
                 nxt = pool.submit(_read_and_prepare, reader, config, windows[i + 1], base_dir)
-            yield window, write_prepared(con, window, prepared)
+            yield window, write_prepared(con, window, prepared, index)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         reader.close()
