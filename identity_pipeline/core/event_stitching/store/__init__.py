@@ -9,6 +9,7 @@ Modules (each imports only the ones above it):
 * `tables.py`: schemas, tables, view names; `ensure_schema`;
 * `windows.py`: windows from the config, processed windows, `check_predecessor`;
 * `dictionary.py`: identifier type codes and the value dictionary (`vid` of every value);
+  `dictionary_index.py`: its keys in memory, for staging many windows in one call;
 * `staging.py`: a window's events and observations from the models (`stage_window`; several
   windows, the next one read while the current one is written: `stage_windows`) or frames (`stage_frames`),
   integer-coded;
