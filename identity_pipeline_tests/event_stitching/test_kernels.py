@@ -57,3 +57,43 @@ def test_cache_goes_to_the_temp_dir_only_when_the_package_is_read_only(tmp_path:
     assert kernels.cache_dir_fallback(tmp_path / "missing", chosen) is None
     fallback = kernels.cache_dir_fallback(tmp_path / "missing", {})  # not writable (does not exist)
     assert fallback is not None and fallback.endswith("identity_pipeline-numba-cache")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_link_pushes_each_calls_rows_in_order_before_the_older_ones(seed: int) -> None:
+    from identity_pipeline.core.event_stitching.store.columns import chain_rows, link
+
+    rng = np.random.default_rng(seed)
+    n_owners, n_rows = int(rng.integers(1, 30)), int(rng.integers(1, 300))
+    head = np.full(n_owners, -1, dtype=np.int32)
+    nxt = np.full(n_rows, -1, dtype=np.int32)
+    chains: dict[int, list[int]] = {o: [] for o in range(n_owners)}
+    order = rng.permutation(n_rows)
+    start = 0
+    while start < n_rows:  # calls of random sizes, repeated owners within a call
+        stop = min(n_rows, start + int(rng.integers(1, 40)))
+        rows = order[start:stop]
+        owners = rng.integers(0, n_owners, len(rows))
+        link(head, nxt, rows, owners)
+        for o in range(n_owners):
+            chains[o] = [int(r) for r, w in zip(rows, owners, strict=True) if w == o] + chains[o]
+        start = stop
+    for o in range(n_owners):
+        walked, r = [], int(head[o])
+        while r >= 0:
+            walked.append(r)
+            r = int(nxt[r])
+        assert walked == chains[o]
+    every = chain_rows(head, nxt, np.arange(n_owners))
+    assert sorted(every.tolist()) == list(range(n_rows))
+
+
+def test_link_refuses_indices_out_of_bounds() -> None:
+    from identity_pipeline.core.event_stitching.store.columns import link
+
+    head, nxt = np.full(2, -1, dtype=np.int32), np.full(3, -1, dtype=np.int32)
+    with pytest.raises(IndexError, match="owner 2 is out of bounds for size 2"):
+        link(head, nxt, np.array([0]), np.array([2]))
+    with pytest.raises(IndexError, match="row -1"):
+        link(head, nxt, np.array([-1]), np.array([0]))
+    assert head.tolist() == [-1, -1] and nxt.tolist() == [-1, -1, -1]

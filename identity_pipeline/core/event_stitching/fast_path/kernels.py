@@ -1,5 +1,5 @@
 """The fast path's sequential loops, compiled with numba: the merge walk, the window's components and the
-per-slot minimum / maximum of scattered values (`scatter.py`).
+per-slot minimum / maximum of scattered values (`scatter.py`), and the store's chain pushes (`columns.link`).
 
 Kept apart so that importing the fast path does not import numba (about a second): the functions using it
 import this module when they first run, and `StitchRun` loads it (`warm`) on its writer thread while it
@@ -192,6 +192,17 @@ def maximum_at(out: np.ndarray, idx: np.ndarray, vals: np.ndarray) -> None:
             out[j] = vals[i]
 
 
+@numba.njit(cache=True, nogil=True)
+def link(head: np.ndarray, nxt: np.ndarray, rows: np.ndarray, owners: np.ndarray) -> None:
+    """`store/columns.py::link` for indices already checked: rows pushed from the last to the first, so each
+    owner's chain starts with its new rows in the given order, then what it held before."""
+    for i in range(len(rows) - 1, -1, -1):
+        r = rows[i]
+        o = owners[i]
+        nxt[r] = head[o]
+        head[o] = r
+
+
 def warm() -> None:
     """Load (or compile) every kernel once, on tiny inputs."""
     z = np.zeros(1, dtype=np.int64)
@@ -200,6 +211,8 @@ def warm() -> None:
     walk(e, e, e, e, e, f, e, f, z, 0, 0, 1, z.copy(), z.copy(), z.copy(), f, f, f)
     roots(e, z)
     components(1, e, e)
+    h = np.full(1, -1, dtype=np.int32)
+    link(h, h.copy(), z, z)
     for reduce_at in (minimum_at, maximum_at):
         reduce_at(z.copy(), e, e)
         reduce_at(np.zeros(1, dtype=np.int8), e, np.zeros(0, dtype=np.int8))
