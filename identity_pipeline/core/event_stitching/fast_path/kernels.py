@@ -1,5 +1,6 @@
-"""The fast path's sequential loops, compiled with numba: the merge walk, the window's components and the
-per-slot minimum / maximum of scattered values (`scatter.py`), and the store's chain pushes (`columns.link`).
+"""The fast path's sequential loops, compiled with numba: the merge walk, the window's components, the
+per-slot minimum / maximum of scattered values (`scatter.py`), and the store's chain pushes and walks
+(`columns.link`, `chain_rows`).
 
 Kept apart so that importing the fast path does not import numba (about a second): the functions using it
 import this module when they first run, and `StitchRun` loads it (`warm`) on its writer thread while it
@@ -203,6 +204,41 @@ def link(head: np.ndarray, nxt: np.ndarray, rows: np.ndarray, owners: np.ndarray
         head[o] = r
 
 
+@numba.njit(cache=True, nogil=True)
+def walk_chains(
+    head: np.ndarray, nxt: np.ndarray, owners: np.ndarray, limit: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of the chains of `owners`, level by level (every chain's first row, then every second one...)
+    as `store/columns.py::chain_rows` orders them, for at most `limit` levels (no limit when negative).
+    Returns (the rows walked, the next level's rows: not empty only when the walk stopped at the limit)."""
+    cur = np.empty(len(owners), dtype=np.int64)
+    m = 0
+    for o in owners:
+        r = head[o]
+        if r >= 0:
+            cur[m] = r
+            m += 1
+    out = np.empty(max(16, 2 * m), dtype=np.int64)
+    n = 0
+    steps = 0
+    while m > 0 and (limit < 0 or steps < limit):
+        if n + m > len(out):
+            grown = np.empty(max(2 * len(out), n + m), dtype=np.int64)
+            grown[:n] = out[:n]
+            out = grown
+        out[n : n + m] = cur[:m]
+        n += m
+        k = 0
+        for i in range(m):
+            r = nxt[cur[i]]
+            if r >= 0:
+                cur[k] = r
+                k += 1
+        m = k
+        steps += 1
+    return out[:n].copy(), cur[:m].copy()
+
+
 def warm() -> None:
     """Load (or compile) every kernel once, on tiny inputs."""
     z = np.zeros(1, dtype=np.int64)
@@ -211,8 +247,8 @@ def warm() -> None:
     walk(e, e, e, e, e, f, e, f, z, 0, 0, 1, z.copy(), z.copy(), z.copy(), f, f, f)
     roots(e, z)
     components(1, e, e)
-    h = np.full(1, -1, dtype=np.int32)
-    link(h, h.copy(), z, z)
+    link(np.full(1, -1, dtype=np.int32), np.full(1, -1, dtype=np.int32), z, z)
+    walk_chains(np.full(1, -1, dtype=np.int32), np.full(1, -1, dtype=np.int32), z, -1)
     for reduce_at in (minimum_at, maximum_at):
         reduce_at(z.copy(), e, e)
         reduce_at(np.zeros(1, dtype=np.int8), e, np.zeros(0, dtype=np.int8))
