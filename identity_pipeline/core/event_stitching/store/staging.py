@@ -363,11 +363,15 @@ def _ties(o_seq: np.ndarray, o_code: np.ndarray, o_vals: pa.Array) -> np.ndarray
     o = pc.sort_indices(t, sort_keys=[("g", "ascending"), ("v", "ascending")]).to_numpy()
     rows = multi[o]
     g = group[rows]
-    vals = np.asarray(o_vals.take(pa.array(rows)).to_pylist(), dtype=object)
+    vals = o_vals.take(pa.array(rows))
     start = np.ones(len(g), dtype=bool)
     start[1:] = g[1:] != g[:-1]
     new_val = start.copy()
-    new_val[1:] |= vals[1:] != vals[:-1]
+    if len(rows) > 1:  # Arrow compares the strings (no Python objects); a null differs from everything
+        differs = pc.fill_null(pc.not_equal(vals.slice(1), vals.slice(0, len(vals) - 1)), True)
+        both_null = pc.and_(pc.is_null(vals.slice(1)), pc.is_null(vals.slice(0, len(vals) - 1)))
+        differs = pc.and_(differs, pc.invert(both_null))
+        new_val[1:] |= np.asarray(differs.to_numpy(zero_copy_only=False), dtype=bool)
     dense = np.cumsum(new_val) - 1
     first = np.maximum.accumulate(np.where(start, np.arange(len(g)), 0))
     tie[rows] = dense - dense[first]
