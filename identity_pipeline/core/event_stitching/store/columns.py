@@ -98,13 +98,18 @@ def link(head: np.ndarray, nxt: np.ndarray, rows: np.ndarray, owners: np.ndarray
     rows = np.ascontiguousarray(rows, dtype=np.int64)
     if len(owners) != len(rows):
         raise ValueError(f"link: {len(rows)} rows but {len(owners)} owners")
-    for name, idx, size in (("row", rows, len(nxt)), ("owner", owners, len(head))):
-        if int(idx.min()) < 0 or int(idx.max()) >= size:
-            bad = int(idx.min()) if int(idx.min()) < 0 else int(idx.max())
-            raise IndexError(f"link: {name} {bad} is out of bounds for size {size}")
+    _check_within("link: row", rows, len(nxt))
+    _check_within("link: owner", owners, len(head))
     from identity_pipeline.core.event_stitching.fast_path import kernels  # numba: imported when needed
 
     kernels.link(head, nxt, rows, owners)
+
+
+def _check_within(what: str, idx: np.ndarray, size: int) -> None:
+    """Indices handed to a compiled loop, which does not check bounds: all in [0, size)."""
+    lo, hi = int(idx.min()), int(idx.max())
+    if lo < 0 or hi >= size:
+        raise IndexError(f"{what} {lo if lo < 0 else hi} is out of bounds for size {size}")
 
 
 # chains longer than this are finished from their memo (`ChainMemo`) or by one scan of the rows instead of one
@@ -169,8 +174,7 @@ def chain_rows(
     owners = np.ascontiguousarray(owners, dtype=np.int64)
     if len(owners) == 0:
         return np.zeros(0, dtype=np.int64)
-    if int(owners.min()) < 0 or int(owners.max()) >= len(head):
-        raise IndexError(f"chain_rows: owners must lie in [0, {len(head)})")
+    _check_within("chain_rows: owner", owners, len(head))
     from identity_pipeline.core.event_stitching.fast_path import kernels  # numba: imported when needed
 
     # the walk is a compiled loop (with one numpy step per level, chain_rows took 1.4 s of a 30-window

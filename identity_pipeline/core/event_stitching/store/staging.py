@@ -369,9 +369,9 @@ def _ties(o_seq: np.ndarray, o_code: np.ndarray, o_vals: pa.Array) -> np.ndarray
     start[1:] = g[1:] != g[:-1]
     new_val = start.copy()
     if len(rows) > 1:  # Arrow compares the strings (no Python objects); a null differs from everything
-        differs = pc.fill_null(pc.not_equal(vals.slice(1), vals.slice(0, len(vals) - 1)), True)
-        both_null = pc.and_(pc.is_null(vals.slice(1)), pc.is_null(vals.slice(0, len(vals) - 1)))
-        differs = pc.and_(differs, pc.invert(both_null))
+        nxt, prev = vals.slice(1), vals.slice(0, len(vals) - 1)
+        both_null = pc.and_(pc.is_null(nxt), pc.is_null(prev))
+        differs = pc.and_(pc.fill_null(pc.not_equal(nxt, prev), True), pc.invert(both_null))
         new_val[1:] |= np.asarray(differs.to_numpy(zero_copy_only=False), dtype=bool)
     dense = np.cumsum(new_val) - 1
     first = np.maximum.accumulate(np.where(start, np.arange(len(g)), 0))
