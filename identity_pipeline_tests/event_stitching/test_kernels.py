@@ -48,7 +48,16 @@ def test_roots_follow_parents_to_the_survivor() -> None:
 def test_warm_loads_every_kernel() -> None:
     kernels.warm()
     compiled = [f for f in vars(kernels).values() if hasattr(f, "signatures") and hasattr(f, "py_func")]
-    assert {f.__name__ for f in compiled} >= {"walk", "roots", "components", "link", "walk_chains"}
+    assert {f.__name__ for f in compiled} >= {
+        "walk",
+        "roots",
+        "components",
+        "link",
+        "walk_chains",
+        "take4",
+        "keyset_add",
+        "keyset_contains",
+    }
     for fn in compiled:
         assert fn.signatures, f"{fn.__name__} has no compiled signature after warm()"
 
@@ -99,3 +108,40 @@ def test_link_refuses_indices_out_of_bounds() -> None:
     with pytest.raises(IndexError, match="row -1"):
         link(head, nxt, np.array([-1]), np.array([0]))
     assert head.tolist() == [-1, -1] and nxt.tolist() == [-1, -1, -1]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_columns_take_reads_what_numpy_indexing_reads(seed: int) -> None:
+    from identity_pipeline.core.event_stitching.store.columns import Columns
+
+    rng = np.random.default_rng(seed)
+    # six 8-byte columns (two passes of the 4-wide loop), 1-, 2- and 4-byte ones, a uint64 and bools
+    spec = {f"i{k}": (np.int64, -1) for k in range(5)}
+    spec.update({"key": (np.uint64, 0), "flag": (bool, False), "st": (np.int8, 0), "code": (np.int16, -1)})
+    spec["vid"] = (np.int32, -1)
+    cols = Columns(spec)
+    n = int(rng.integers(1, 500))
+    cols.ensure(n)
+    for name, (dt, _) in spec.items():
+        col = getattr(cols, name)
+        col[:n] = rng.integers(0, 2 if dt is bool else 100, n).astype(dt)
+    idx = rng.integers(0, n, int(rng.integers(0, 2 * n)))
+    names = list(rng.permutation(list(spec)))
+    got = cols.take(idx, *names)
+    for name, col in zip(names, got, strict=True):
+        want = getattr(cols, name)[idx]
+        assert col.dtype == want.dtype and col.tolist() == want.tolist(), name
+
+
+def test_columns_take_refuses_rows_past_its_length() -> None:
+    from identity_pipeline.core.event_stitching.store.columns import Columns
+
+    cols = Columns({"a": (np.int64, 7)})
+    cols.reserve(10)  # room beyond the length is not a row
+    cols.ensure(3)
+    assert [c.tolist() for c in cols.take(np.array([2, 0]), "a")] == [[7, 7]]
+    assert [c.tolist() for c in cols.take(np.zeros(0, np.int64), "a")] == [[]]
+    with pytest.raises(IndexError, match="row 3 is out of bounds for size 3"):
+        cols.take(np.array([3]), "a")
+    with pytest.raises(IndexError, match="row -1"):
+        cols.take(np.array([-1]), "a")

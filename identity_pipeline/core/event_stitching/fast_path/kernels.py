@@ -1,6 +1,7 @@
 """The fast path's sequential loops, compiled with numba: the merge walk, the window's components, the
 per-slot minimum / maximum of scattered values (`scatter.py`), and the store's chain pushes and walks
-(`columns.link`, `chain_rows`).
+(`columns.link`, `chain_rows`) its fused column reads (`Columns.take`) and the
+run's set of created ids (`keyset.py`).
 
 Kept apart so that importing the fast path does not import numba (about a second): the functions using it
 import this module when they first run, and `StitchRun` loads it (`warm`) on its writer thread while it
@@ -239,6 +240,74 @@ def walk_chains(
     return out[:n].copy(), cur[:m].copy()
 
 
+@numba.njit(cache=True, nogil=True)
+def take4(
+    idx: np.ndarray,
+    k: int,
+    a: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    d: np.ndarray,
+    oa: np.ndarray,
+    ob: np.ndarray,
+    oc: np.ndarray,
+    od: np.ndarray,
+) -> None:
+    """`o?[i] = ?[idx[i]]` for the first `k` of the four columns (one dtype), in one pass over `idx`: the
+    reads of one row's columns overlap in memory instead of one pass per column."""
+    for i in range(len(idx)):
+        j = idx[i]
+        oa[i] = a[j]
+        if k > 1:
+            ob[i] = b[j]
+        if k > 2:
+            oc[i] = c[j]
+        if k > 3:
+            od[i] = d[j]
+
+
+_KEY_EMPTY = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
+
+
+@numba.njit(cache=True, nogil=True)
+def keyset_add(slots: np.ndarray, keys: np.ndarray, mix: np.uint64, shift: np.uint64) -> int:
+    """Put `keys` into the open-addressing table `slots` (linear probing from `(key * mix) >> shift`); returns
+    how many were not there yet. The table must have room for all of them (`KeySet.add`)."""
+    low = np.uint64(len(slots) - 1)
+    added = 0
+    for i in range(len(keys)):
+        k = keys[i]
+        s = (k * mix) >> shift
+        while True:
+            e = slots[s]
+            if e == k:
+                break
+            if e == _KEY_EMPTY:
+                slots[s] = k
+                added += 1
+                break
+            s = (s + np.uint64(1)) & low
+    return added
+
+
+@numba.njit(cache=True, nogil=True)
+def keyset_contains(slots: np.ndarray, keys: np.ndarray, mix: np.uint64, shift: np.uint64) -> np.ndarray:
+    low = np.uint64(len(slots) - 1)
+    found = np.zeros(len(keys), dtype=np.bool_)
+    for i in range(len(keys)):
+        k = keys[i]
+        s = (k * mix) >> shift
+        while True:
+            e = slots[s]
+            if e == k:
+                found[i] = True
+                break
+            if e == _KEY_EMPTY:
+                break
+            s = (s + np.uint64(1)) & low
+    return found
+
+
 def warm() -> None:
     """Load (or compile) every kernel once, on tiny inputs."""
     z = np.zeros(1, dtype=np.int64)
@@ -252,3 +321,9 @@ def warm() -> None:
     for reduce_at in (minimum_at, maximum_at):
         reduce_at(z.copy(), e, e)
         reduce_at(np.zeros(1, dtype=np.int8), e, np.zeros(0, dtype=np.int8))
+    for dt in (np.uint8, np.uint16, np.uint32, np.uint64):
+        col = np.zeros(1, dtype=dt)
+        take4(z, 1, col, col, col, col, col.copy(), col, col, col)
+    table = np.full(16, _KEY_EMPTY, dtype=np.uint64)
+    keyset_add(table, np.zeros(1, dtype=np.uint64), np.uint64(3), np.uint64(60))
+    keyset_contains(table, np.zeros(1, dtype=np.uint64), np.uint64(3), np.uint64(60))

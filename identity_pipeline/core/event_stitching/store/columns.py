@@ -59,6 +59,31 @@ class Columns:
         self.ensure(start + count)
         return np.arange(start, start + count, dtype=np.int64)
 
+    def take(self, idx: np.ndarray, *names: str) -> tuple[np.ndarray, ...]:
+        """`(getattr(self, name)[idx] for name in names)`, in compiled passes that read up to four columns
+        of one width at a time (`kernels.take4`): numpy reads one column per pass, and on the run's graph
+        (10-20M rows, a window's rows spread over them) each of those passes waits on memory on its own;
+        taking a subgraph's columns together is ~30 % faster. `idx` must be within [0, n)."""
+        idx = np.ascontiguousarray(idx, dtype=np.int64)
+        out = {name: np.empty(len(idx), dtype=getattr(self, name).dtype) for name in names}
+        if len(idx) == 0:
+            return tuple(out[name] for name in names)
+        _check_within("take: row", idx, self.n)
+        from identity_pipeline.core.event_stitching.fast_path import kernels  # numba: imported when needed
+
+        by_width: dict[int, list[str]] = {}
+        for name in names:
+            by_width.setdefault(out[name].dtype.itemsize, []).append(name)
+        for width, group in by_width.items():
+            as_uint = np.dtype(f"u{width}")
+            for start in range(0, len(group), 4):
+                part = group[start : start + 4]
+                src = [getattr(self, name).view(as_uint) for name in part]
+                dst = [out[name].view(as_uint) for name in part]
+                pad = 4 - len(part)
+                kernels.take4(idx, len(part), *src, *[src[0]] * pad, *dst, *[dst[0]] * pad)
+        return tuple(out[name] for name in names)
+
     def fill_ahead(self, pool: Executor, rows: int) -> None:
         """Have the defaults written in rows [n, n + rows) (within the capacity), the part not written yet on
         `pool`."""

@@ -67,6 +67,21 @@ class Journal:
     conflicts: list[tuple] = field(default_factory=list)  # (vid, row) before
 
 
+# the undo log's columns of a row image -> the cache's columns they are read from
+_REGISTRY_IMAGE = dict(
+    type_code="code", first_seen_at="first", last_seen_at="last", event_count="count", quarantined="quar",
+    quarantined_at="quar_at", written_window="ww",
+)  # fmt: skip
+_PROFILE_IMAGE = dict(
+    pkey="key", created_at="created", first_seen_at="first", last_seen_at="last", status="status",
+    merged_to="merged_to", event_count="count", is_known="known", written_window="ww",
+)  # fmt: skip
+_MEMBERSHIP_IMAGE = dict(
+    pid="pid", vid="vid", type_code="code", status="status", first_seen_at="first", last_seen_at="last",
+    event_count="count", written_window="ww",
+)  # fmt: skip
+
+
 class GraphCache:
     """In-memory rows of the state tables for one run (see the module docstring)."""
 
@@ -458,47 +473,15 @@ class GraphCache:
         self.m.ww[rows] = self.window_ts
         self.m.dirty[rows] = True
 
-    # row images (fancy indexing copies: the next change does not reach them), in the cache's dtypes
+    # row images (copies: the next change does not reach them), in the cache's dtypes, read in fused passes
     def registry_image(self, vids: np.ndarray) -> dict[str, np.ndarray]:
-        V = self.v
-        return {
-            "vid": vids.copy(),
-            "type_code": V.code[vids],
-            "first_seen_at": V.first[vids],
-            "last_seen_at": V.last[vids],
-            "event_count": V.count[vids],
-            "quarantined": V.quar[vids],
-            "quarantined_at": V.quar_at[vids],
-            "written_window": V.ww[vids],
-        }
+        return {"vid": vids.copy(), **_image(self.v, vids, _REGISTRY_IMAGE)}
 
     def profile_image(self, pids: np.ndarray) -> dict[str, np.ndarray]:
-        P = self.p
-        return {
-            "pid": pids.copy(),
-            "pkey": P.key[pids],
-            "created_at": P.created[pids],
-            "first_seen_at": P.first[pids],
-            "last_seen_at": P.last[pids],
-            "status": P.status[pids],
-            "merged_to": P.merged_to[pids],
-            "event_count": P.count[pids],
-            "is_known": P.known[pids],
-            "written_window": P.ww[pids],
-        }
+        return {"pid": pids.copy(), **_image(self.p, pids, _PROFILE_IMAGE)}
 
     def membership_image(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        M = self.m
-        return {
-            "pid": M.pid[rows],
-            "vid": M.vid[rows],
-            "type_code": M.code[rows],
-            "status": M.status[rows],
-            "first_seen_at": M.first[rows],
-            "last_seen_at": M.last[rows],
-            "event_count": M.count[rows],
-            "written_window": M.ww[rows],
-        }
+        return _image(self.m, rows, _MEMBERSHIP_IMAGE)
 
     def touch_redirect(self, from_pid: int) -> None:
         row = self.redirects.get(from_pid)
@@ -515,3 +498,7 @@ class GraphCache:
         if row is not None:
             row[2] = self.window_ts
             row[4] = True
+
+
+def _image(columns: Columns, rows: np.ndarray, names: dict[str, str]) -> dict[str, np.ndarray]:
+    return dict(zip(names, columns.take(rows, *names.values()), strict=True))

@@ -1,13 +1,14 @@
-"""A growing set of 64-bit keys with vectorised inserts and lookups (open addressing, linear probing).
+"""A growing set of 64-bit keys with batched inserts and lookups (open addressing, linear probing).
 
 The run uses it to know which profile ids it has created (a created id that already exists makes the engine
-derive another one), without a Python set of millions of ints or a sort per window.
+derive another one), without a Python set of millions of ints or a sort per window. The probes are compiled
+loops (`kernels.keyset_add` / `keyset_contains`): the numpy version, one vectorised step per probe round,
+took ~18 ms a window to add ~130k ids on the 10M-event benchmark.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 _EMPTY = np.uint64(0xFFFF_FFFF_FFFF_FFFF)  # the one key the set cannot hold (see `add`)
 _MIX = np.uint64(0x9E37_79B9_7F4A_7C15)
@@ -19,49 +20,24 @@ class KeySet:
         self._slots = np.full(size, _EMPTY, dtype=np.uint64)
         self.size = 0
 
-    def _start(self, keys: np.ndarray) -> np.ndarray:
-        bits = int(np.log2(len(self._slots)))
-        with np.errstate(over="ignore"):
-            return ((keys * _MIX) >> np.uint64(64 - bits)).astype(np.int64)
+    def _shift(self) -> np.uint64:
+        return np.uint64(64 - int(len(self._slots)).bit_length() + 1)
 
     def contains(self, keys: np.ndarray) -> np.ndarray:
-        keys = np.asarray(keys, dtype=np.uint64)
-        found = np.zeros(len(keys), dtype=bool)
-        mask = len(self._slots) - 1
-        pos = self._start(keys)
-        todo = np.arange(len(keys))
-        while len(todo):
-            slot = self._slots[pos[todo]]
-            hit = slot == keys[todo]
-            found[todo[hit]] = True
-            go_on = ~hit & (slot != _EMPTY)
-            todo = todo[go_on]
-            pos[todo] = (pos[todo] + 1) & mask
-        return found
+        from identity_pipeline.core.event_stitching.fast_path import kernels  # numba: imported when needed
+
+        keys = np.ascontiguousarray(keys, dtype=np.uint64)
+        return kernels.keyset_contains(self._slots, keys, _MIX, self._shift())
 
     def add(self, keys: np.ndarray) -> None:
-        keys = pd.unique(np.asarray(keys, dtype=np.uint64))
+        from identity_pipeline.core.event_stitching.fast_path import kernels
+
+        keys = np.ascontiguousarray(keys, dtype=np.uint64)
         if len(keys) and (keys == _EMPTY).any():
             raise ValueError("KeySet cannot hold 0xFFFFFFFFFFFFFFFF")
-        keys = keys[~self.contains(keys)]
-        if self.size + len(keys) > len(self._slots) // 2:
+        if self.size + len(keys) > len(self._slots) // 2:  # at most half full (room for all of them)
             self._grow(self.size + len(keys))
-        mask = len(self._slots) - 1
-        pos = self._start(keys)
-        todo = np.arange(len(keys))
-        while len(todo):
-            p = pos[todo]
-            free = self._slots[p] == _EMPTY
-            # several keys may want one free slot: the first of each takes it, the others probe on
-            want = p[free]
-            first = ~pd.Index(want).duplicated()
-            winners = todo[free][first]
-            self._slots[want[first]] = keys[winners]
-            placed = np.zeros(len(keys), dtype=bool)
-            placed[winners] = True
-            todo = todo[~placed[todo]]
-            pos[todo] = (pos[todo] + 1) & mask
-        self.size += len(keys)
+        self.size += kernels.keyset_add(self._slots, keys, _MIX, self._shift())
 
     def _grow(self, need: int) -> None:
         old = self._slots[self._slots != _EMPTY]

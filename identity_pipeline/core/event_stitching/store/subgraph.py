@@ -65,37 +65,44 @@ def extract(
     scratch_v, scratch_p = V.scratch, P.scratch
     scratch_v[vids] = np.arange(len(vids))
     scratch_p[holders] = np.arange(len(holders))
-    m_v = scratch_v[M.vid[rows]]
-    m_p = scratch_p[M.pid[rows]]
+    m_vid, m_pid, m_status, m_first, m_last, m_count = M.take(
+        rows, "vid", "pid", "status", "first", "last", "count"
+    )
+    m_v = scratch_v[m_vid]
+    m_p = scratch_p[m_pid]
     scratch_v[vids] = -1
     scratch_p[holders] = -1
-    walk = cache.code_walk[V.code[vids].astype(np.int64)]
+    v_code, v_reg, v_first, v_last, v_count, v_quar, v_quar_at = V.take(
+        vids, "code", "reg", "first", "last", "count", "quar", "quar_at"
+    )
+    walk = cache.code_walk[v_code.astype(np.int64)]
     if (walk < 0).any():
         bad = vids[walk < 0][:5].tolist()
         raise ValueError(f"values {bad} have identifier types the config does not know")
+    p_cols = P.take(holders, "key", "created", "first", "last", "status", "merged_to", "count", "known")
     sub = Subgraph(
         v_type=walk,
-        v_reg=V.reg[vids],
-        v_first=V.first[vids],
-        v_last=V.last[vids],
-        v_count=V.count[vids],
-        v_quar=V.quar[vids],
-        v_quar_at=V.quar_at[vids],
+        v_reg=v_reg,
+        v_first=v_first,
+        v_last=v_last,
+        v_count=v_count,
+        v_quar=v_quar,
+        v_quar_at=v_quar_at,
         p_seq=holders.astype(np.int64),
-        p_key=P.key[holders],
-        p_created=P.created[holders],
-        p_first=P.first[holders],
-        p_last=P.last[holders],
-        p_status=P.status[holders],
-        p_merged_to=P.merged_to[holders],
-        p_count=P.count[holders],
-        p_known=P.known[holders],
+        p_key=p_cols[0],
+        p_created=p_cols[1],
+        p_first=p_cols[2],
+        p_last=p_cols[3],
+        p_status=p_cols[4],
+        p_merged_to=p_cols[5],
+        p_count=p_cols[6],
+        p_known=p_cols[7],
         m_p=m_p,
         m_v=m_v,
-        m_status=M.status[rows],
-        m_first=M.first[rows],
-        m_last=M.last[rows],
-        m_count=M.count[rows],
+        m_status=m_status,
+        m_first=m_first,
+        m_last=m_last,
+        m_count=m_count,
         next_seq=next_seq,
     )
     return Extracted(sub=sub, vids=vids, pids=holders.astype(np.int64), rows=rows)
