@@ -140,6 +140,8 @@ class GraphCache:
                 "in_db": (bool, False),
                 "head_all": (np.int32, -1),
                 "head_wide": (np.int32, -1),
+                "into_loaded": (bool, False),  # the state tables' redirects to this profile are loaded
+                "has_into": (bool, False),  # a redirect in `redirects` may point to this profile
                 "scratch": (_I64, -1),
             }
         )
@@ -166,7 +168,6 @@ class GraphCache:
         # conflicting values (vid -> [active_profiles, expires_at, ww, in_db, dirty]) are small: dicts
         self.redirects: dict[int, list] = {}
         self.redirect_into: dict[int, set[int]] = {}
-        self.redirects_loaded_into: set[int] = set()
         self.conflicts: dict[int, list] = {}
         self.conflicts_deleted: set[int] = set()
         # the long chains' rows (a value on thousands of profiles), read in full once per run
@@ -337,10 +338,12 @@ class GraphCache:
 
     def load_redirects_into(self, pids: np.ndarray) -> None:
         """Redirects pointing to these profiles (so a merge can re-point them), and their source profiles."""
-        todo = np.array([p for p in pids.tolist() if p not in self.redirects_loaded_into], dtype=_I64)
+        P = self.p
+        pids = np.asarray(pids, dtype=_I64)
+        todo = pids[~P.into_loaded[pids]]
         if len(todo) == 0:
             return
-        self.redirects_loaded_into.update(todo.tolist())
+        P.into_loaded[todo] = True
         todo = todo[todo <= self.db_max_pid]
         if len(todo) == 0:
             return
@@ -356,6 +359,7 @@ class GraphCache:
             if f in self.redirects:
                 continue
             self.redirect_into.setdefault(int(rows["to_pid"][i]), set()).add(int(f))
+            P.has_into[int(rows["to_pid"][i])] = True
             self.redirects[int(f)] = [
                 int(rows["to_pid"][i]),
                 merged_at[i],
