@@ -109,28 +109,44 @@ def _int(x: int | None) -> int:
     return NAT if x is None else int(x)
 
 
+@dataclass
+class Part:
+    """The rows a set of events and profiles hand to the reference: `events` (positions, sorted), the loaded
+    `profiles` (rows) they reach, their observations (`o_rows`), the profiles' memberships (`mem`) and every
+    value the reference reads (`values`, whose strings it needs)."""
+
+    events: np.ndarray
+    profiles: np.ndarray
+    o_rows: np.ndarray
+    mem: np.ndarray
+    values: np.ndarray
+
+
+def part_rows(sub: Subgraph, win: WindowEvents, events: np.ndarray, profiles: np.ndarray) -> Part:
+    events = np.asarray(events, dtype=np.int64)
+    profiles = np.asarray(profiles, dtype=np.int64)
+    o_rows = np.flatnonzero(np.isin(win.o_e, events))
+    p_mask = np.zeros(sub.nP, dtype=bool)
+    p_mask[profiles] = True
+    mem = np.flatnonzero(p_mask[sub.m_p])
+    values = np.unique(np.concatenate([win.o_v[o_rows], sub.m_v[mem]]))
+    return Part(events, profiles, o_rows, mem, values)
+
+
 def run_part(
     sub: Subgraph,
     win: WindowEvents,
     pol: Policy,
     v_quar: np.ndarray,
     v_quar_at: np.ndarray,
-    events: np.ndarray,
-    profiles: np.ndarray,
+    part: Part,
     window_key: str,
 ) -> ReferencePart:
-    """The reference on `events` (positions, sorted) and the loaded `profiles` (rows) they reach.
-    `v_quar` / `v_quar_at`: the registry's quarantine after the window's releases."""
+    """The reference on the part's events and profiles (`part_rows`). `v_quar` / `v_quar_at`: the registry's
+    quarantine after the window's releases."""
     nP = sub.nP
-    events = np.asarray(events, dtype=np.int64)
-    profiles = np.asarray(profiles, dtype=np.int64)
-    o_sel = np.isin(win.o_e, events)
-    o_rows = np.flatnonzero(o_sel)
-    p_mask = np.zeros(nP, dtype=bool)
-    p_mask[profiles] = True
-    mem = np.flatnonzero(p_mask[sub.m_p])
+    events, profiles, o_rows, mem, values = part.events, part.profiles, part.o_rows, part.mem, part.values
     obs_v = win.o_v[o_rows]
-    values = np.unique(np.concatenate([obs_v, sub.m_v[mem]]))
     obs_u = np.unique(obs_v)
     reg_v = obs_u[sub.v_reg[obs_u]]
 

@@ -102,6 +102,8 @@ class Names(Protocol):
         """(model, event_id) strings of the events `e` (object arrays)."""
         ...
 
+    # optional: `prefetch(v)`, a hint that `values(v)` comes next (a store may start reading the strings)
+
 
 @dataclass
 class Subgraph:

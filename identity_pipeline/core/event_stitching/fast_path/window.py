@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from identity_pipeline.core.event_stitching.fast_path.complex_path import run_part
+from identity_pipeline.core.event_stitching.fast_path.complex_path import part_rows, run_part
 from identity_pipeline.core.event_stitching.fast_path.inputs import (
     NAT,
     CreatedIdCollision,
@@ -79,8 +79,7 @@ def stitch_arrays(sub: Subgraph, win: WindowEvents, pol: Policy, window_key: str
         s.ev_hard[:] = True
         s.complex_c[:] = True
         s.hard_c[:] = True
-    mg = None if fallback else merge_walk(sub, win, pol, s)
-    cx = None
+    part = None
     if s.ev_hard.any():
         if fallback:
             events, profiles = np.arange(win.nE), np.arange(sub.nP)
@@ -88,7 +87,12 @@ def stitch_arrays(sub: Subgraph, win: WindowEvents, pol: Policy, window_key: str
             events = np.flatnonzero(s.ev_hard)
             linked = present(sub.m_p[s.m_link], sub.nP)
             profiles = np.flatnonzero(linked & s.hard_c[s.c_p])
-        cx = run_part(sub, win, pol, v_quar, v_quar_at, events, profiles, window_key)
+        part = part_rows(sub, win, events, profiles)
+        prefetch = getattr(win.names, "prefetch", None)
+        if prefetch is not None:  # the strings may come while the merge walk runs
+            prefetch(part.values)
+    mg = None if fallback else merge_walk(sub, win, pol, s)
+    cx = None if part is None else run_part(sub, win, pol, v_quar, v_quar_at, part, window_key)
     tg = fast_targets(sub, s, mg)
     asm = assemble(sub, win, pol, s, tg, mg, cx, v_quar, v_quar_at, released)
     a = attribution(sub, win, s, tg, cx, asm)
