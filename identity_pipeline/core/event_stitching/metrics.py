@@ -180,12 +180,10 @@ def coded_window_metrics(
     a_status = np.asarray(a_status, dtype=np.int64)
     a_reason = np.asarray(a_reason, dtype=np.int64)
 
-    def event_counts(sel: np.ndarray | None) -> dict[str, float]:
-        st = a_status if sel is None else a_status[sel]
-        rs = a_reason if sel is None else a_reason[sel]
-        n = len(st)
-        stitched = int((st == 0).sum())
-        by_reason = np.bincount(rs, minlength=len(REASONS) + 1)
+    n_reasons = len(REASONS) + 1
+
+    def event_counts(n: int, stitched: int, by_reason: np.ndarray) -> dict[str, float]:
+        n, stitched = int(n), int(stitched)
         out: dict[str, float] = {"events_processed": n, "events_stitched": stitched}
         out["events_excluded"] = n - stitched
         for i, r in enumerate(REASONS, start=1):
@@ -193,7 +191,7 @@ def coded_window_metrics(
         out["stitch_rate"] = stitched / n if n else 0.0
         return out
 
-    metrics = event_counts(None)
+    metrics = event_counts(len(a_status), (a_status == 0).sum(), np.bincount(a_reason, minlength=n_reasons))
     metrics["profiles_created"] = profiles_created
     metrics["profiles_merged"] = profiles_merged
     metrics["observations"] = len(o_type)
@@ -209,10 +207,20 @@ def coded_window_metrics(
             metrics[name] = len(np.unique(au_value[sel])) if sel.any() else 0
 
     e_model = np.asarray(e_model, dtype=np.int64)
-    per_model = np.bincount(e_model, minlength=len(model_names)) if len(e_model) else np.zeros(0, np.int64)
-    present_models = sorted(model_names[m] for m in np.flatnonzero(per_model))
+    n_models = len(model_names)
+    per_model = np.bincount(e_model, minlength=n_models)
+    stitched_by_model = np.bincount(e_model[a_status == 0], minlength=n_models)
+    reason_by_model = np.bincount(e_model * n_reasons + a_reason, minlength=n_models * n_reasons)
+    reason_by_model = reason_by_model.reshape(n_models, n_reasons)
+    present = sorted(np.flatnonzero(per_model).tolist(), key=lambda m: model_names[m])
     by_model = pd.DataFrame(
-        [{"model": m, **event_counts(e_model == model_names.index(m))} for m in present_models],
+        [
+            {
+                "model": model_names[m],
+                **event_counts(per_model[m], stitched_by_model[m], reason_by_model[m]),
+            }
+            for m in present
+        ],
         columns=["model", "events_processed", "events_stitched", "events_excluded"]
         + [f"events_excluded_{r}" for r in REASONS]
         + ["stitch_rate"],

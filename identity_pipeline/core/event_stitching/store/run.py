@@ -84,6 +84,7 @@ class StagedWindow:
             params=[window_key],
         ).to_arrow_table()
         self.model = ev.column("model").combine_chunks()
+        self.model_codes = pc.dictionary_encode(self.model)  # for the metrics (off the stitching thread)
         self.event_id = ev.column("event_id").combine_chunks()
         ts = ev.column("event_ts").combine_chunks().cast(pa.timestamp("us")).cast(pa.int64())
         self.e_ts = np.asarray(ts.to_numpy(zero_copy_only=False), dtype=np.int64)
@@ -539,7 +540,7 @@ class StitchRun:
 
     def _metrics(self, staged, ex, o_v, out, active_conflicts: int, duration: float) -> dict:
         model_names = [m.name for m in self.config.models]
-        enc = pc.dictionary_encode(staged.model)
+        enc = staged.model_codes
         index = {m: i for i, m in enumerate(model_names)}
         code_of = np.array([index[m] for m in enc.dictionary.to_pylist()], dtype=np.int64)
         e_model = code_of[np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)]
