@@ -1,7 +1,7 @@
 """The fast path's sequential loops, compiled with numba: the merge walk, the window's components, the
-per-slot minimum / maximum of scattered values (`scatter.py`), and the store's chain pushes and walks
-(`columns.link`, `chain_rows`) its fused column reads (`Columns.take`) and the
-run's set of created ids (`keyset.py`).
+per-slot minimum / maximum of scattered values (`scatter.py`); and the store's chain pushes and walks
+(`columns.link`, `chain_rows`), its fused column reads (`Columns.take`) and its set of created ids
+(`keyset.py`).
 
 Kept apart so that importing the fast path does not import numba (about a second): the functions using it
 import this module when they first run, and `StitchRun` loads it (`warm`) on its writer thread while it

@@ -79,7 +79,9 @@ def extract(
     if (walk < 0).any():
         bad = vids[walk < 0][:5].tolist()
         raise ValueError(f"values {bad} have identifier types the config does not know")
-    p_cols = P.take(holders, "key", "created", "first", "last", "status", "merged_to", "count", "known")
+    p_key, p_created, p_first, p_last, p_status, p_merged_to, p_count, p_known = P.take(
+        holders, "key", "created", "first", "last", "status", "merged_to", "count", "known"
+    )
     sub = Subgraph(
         v_type=walk,
         v_reg=v_reg,
@@ -89,14 +91,14 @@ def extract(
         v_quar=v_quar,
         v_quar_at=v_quar_at,
         p_seq=holders.astype(np.int64),
-        p_key=p_cols[0],
-        p_created=p_cols[1],
-        p_first=p_cols[2],
-        p_last=p_cols[3],
-        p_status=p_cols[4],
-        p_merged_to=p_cols[5],
-        p_count=p_cols[6],
-        p_known=p_cols[7],
+        p_key=p_key,
+        p_created=p_created,
+        p_first=p_first,
+        p_last=p_last,
+        p_status=p_status,
+        p_merged_to=p_merged_to,
+        p_count=p_count,
+        p_known=p_known,
         m_p=m_p,
         m_v=m_v,
         m_status=m_status,
