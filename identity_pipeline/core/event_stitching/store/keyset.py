@@ -3,7 +3,7 @@
 The run uses it to know which profile ids it has created (a created id that already exists makes the engine
 derive another one), without a Python set of millions of ints or a sort per window. The probes are compiled
 loops (`kernels.keyset_add` / `keyset_contains`): the numpy version, one vectorised step per probe round,
-took ~18 ms a window to add ~130k ids on the 10M-event benchmark.
+took ~18 ms a window to add its new ids on the 10M-event benchmark.
 """
 
 from __future__ import annotations
