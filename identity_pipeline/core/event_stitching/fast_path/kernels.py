@@ -270,28 +270,12 @@ _KEY_EMPTY = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 
 
 @numba.njit(cache=True, nogil=True)
-def keyset_add(slots: np.ndarray, keys: np.ndarray, mix: np.uint64, shift: np.uint64) -> int:
-    """Put `keys` into the open-addressing table `slots` (linear probing from `(key * mix) >> shift`); returns
-    how many were not there yet. The table must have room for all of them (`KeySet.add`)."""
-    low = np.uint64(len(slots) - 1)
-    added = 0
-    for i in range(len(keys)):
-        k = keys[i]
-        s = (k * mix) >> shift
-        while True:
-            e = slots[s]
-            if e == k:
-                break
-            if e == _KEY_EMPTY:
-                slots[s] = k
-                added += 1
-                break
-            s = (s + np.uint64(1)) & low
-    return added
-
-
-@numba.njit(cache=True, nogil=True)
-def keyset_contains(slots: np.ndarray, keys: np.ndarray, mix: np.uint64, shift: np.uint64) -> np.ndarray:
+def keyset_probe(
+    slots: np.ndarray, keys: np.ndarray, mix: np.uint64, shift: np.uint64, insert: bool
+) -> np.ndarray:
+    """Which `keys` the open-addressing table `slots` holds (linear probing from `(key * mix) >> shift`);
+    with `insert`, the missing ones are put in as they are met (a key repeated in `keys` is then found the
+    second time). The table must have room for all of them (`KeySet.add`)."""
     low = np.uint64(len(slots) - 1)
     found = np.zeros(len(keys), dtype=np.bool_)
     for i in range(len(keys)):
@@ -303,6 +287,8 @@ def keyset_contains(slots: np.ndarray, keys: np.ndarray, mix: np.uint64, shift: 
                 found[i] = True
                 break
             if e == _KEY_EMPTY:
+                if insert:
+                    slots[s] = k
                 break
             s = (s + np.uint64(1)) & low
     return found
@@ -325,5 +311,4 @@ def warm() -> None:
         col = np.zeros(1, dtype=dt)
         take4(z, 1, col, col, col, col, col.copy(), col, col, col)
     table = np.full(16, _KEY_EMPTY, dtype=np.uint64)
-    keyset_add(table, np.zeros(1, dtype=np.uint64), np.uint64(3), np.uint64(60))
-    keyset_contains(table, np.zeros(1, dtype=np.uint64), np.uint64(3), np.uint64(60))
+    keyset_probe(table, np.zeros(1, dtype=np.uint64), np.uint64(3), np.uint64(60), True)

@@ -2,7 +2,7 @@
 
 The run uses it to know which profile ids it has created (a created id that already exists makes the engine
 derive another one), without a Python set of millions of ints or a sort per window. The probes are compiled
-loops (`kernels.keyset_add` / `keyset_contains`): the numpy version, one vectorised step per probe round,
+loops (`kernels.keyset_probe`): the numpy version, one vectorised step per probe round,
 took ~18 ms a window to add its new ids on the 10M-event benchmark.
 """
 
@@ -27,7 +27,7 @@ class KeySet:
         from identity_pipeline.core.event_stitching.fast_path import kernels  # numba: imported when needed
 
         keys = np.ascontiguousarray(keys, dtype=np.uint64)
-        return kernels.keyset_contains(self._slots, keys, _MIX, self._shift())
+        return kernels.keyset_probe(self._slots, keys, _MIX, self._shift(), False)
 
     def add(self, keys: np.ndarray) -> None:
         from identity_pipeline.core.event_stitching.fast_path import kernels
@@ -37,7 +37,7 @@ class KeySet:
             raise ValueError("KeySet cannot hold 0xFFFFFFFFFFFFFFFF")
         if self.size + len(keys) > len(self._slots) // 2:  # at most half full (room for all of them)
             self._grow(self.size + len(keys))
-        self.size += kernels.keyset_add(self._slots, keys, _MIX, self._shift())
+        self.size += int((~kernels.keyset_probe(self._slots, keys, _MIX, self._shift(), True)).sum())
 
     def _grow(self, need: int) -> None:
         old = self._slots[self._slots != _EMPTY]
