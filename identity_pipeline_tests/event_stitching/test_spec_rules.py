@@ -701,6 +701,33 @@ def test_guarantee_window_loads_only_the_graph_state_its_values_touch():
     assert (untouched[pid("e2")], untouched[pid("e5")], untouched[p1]) == (1, 1, 4)
 
 
+def test_subgraph_maps_the_window_observations_to_its_local_rows_as_local_values_does():
+    # `extract(observed=...)` maps the observation vids (repeated, in event order) while it builds the local
+    # map: the same rows `Extracted.local_values` gives, each pointing back at its vid
+    cfg = make_config()
+    con = store_run(
+        cfg,
+        [("2026-11-01", [ev("e1", 1, anonymous_id="a1", device_id="d1"), ev("e2", 2, anonymous_id="a2")])],
+    )
+    key = "2026-11-02"
+    events = [ev("e3", DAY + 1, anonymous_id="a1"), ev("e4", DAY + 2, anonymous_id=["a2", "a3"])]
+    _, cache = _subgraph_of(con, cfg, events, key)
+    obs = (
+        con.execute(
+            f"select vid from {store.STAGE}.observations where window_key = ? order by seq, vid desc", [key]
+        )
+        .df()["vid"]
+        .to_numpy(dtype=np.int64)
+    )
+    window_vids = np.unique(obs)
+    ex = extract(cache, window_vids, np.zeros(0, np.int64), next_seq=10, observed=obs)
+    assert ex.observed is not None and len(ex.observed) == len(obs) == 3
+    assert ex.observed.tolist() == ex.local_values(cache, obs).tolist()
+    assert ex.vids[ex.observed].tolist() == obs.tolist()
+    assert extract(cache, window_vids, np.zeros(0, np.int64), next_seq=10).observed is None
+    assert (cache.v.scratch[: cache.v.n] == -1).all()  # the map is cleared after use
+
+
 def test_guarantees_a_window_loads_only_the_memberships_its_rules_read_and_merges_carry_the_rest():
     # Day 1: P1 = {user u1, anon a1, sessions s1, s2}, P2 = {anon a2, session s3}. Day 2 sees a1 and a2
     # (P2 merges into P1) but no session: the window loads the anchors and the window's values only, and

@@ -370,7 +370,7 @@ class StitchRun:
         window_vids = np.flatnonzero(present(staged.o_vid, V.n)) if len(staged.o_vid) else staged.o_vid
         V.code[staged.o_vid] = staged.o_code
         rel_vids = np.array([v for v, _ in self.released], dtype=np.int64)
-        ex = extract(cache, window_vids, rel_vids, self.next_seq)
+        ex = extract(cache, window_vids, rel_vids, self.next_seq, observed=staged.o_vid)
         ex, o_local, outcome = self._stitch(window, staged, ex, window_vids, rel_vids)
         t_engine = time.perf_counter()
         changed, d_active, d_known = apply_outcome(
@@ -447,7 +447,7 @@ class StitchRun:
         cache = self.cache
         extra = None
         for _ in range(2):
-            local = ex.local_values(cache, staged.o_vid)
+            local = ex.observed if ex.observed is not None else ex.local_values(cache, staged.o_vid)
             rel_local = ex.local_values(cache, rel_vids) if len(rel_vids) else rel_vids
             win = WindowEvents(
                 e_ts=staged.e_ts,
@@ -464,7 +464,9 @@ class StitchRun:
                 return ex, local, stitch_arrays(ex.sub, win, self.policy, window.key)
             except CreatedIdCollision as c:
                 extra = self._pids_of_keys(c.keys)
-                ex = extract(cache, window_vids, rel_vids, self.next_seq, extra_pids=extra)
+                ex = extract(
+                    cache, window_vids, rel_vids, self.next_seq, extra_pids=extra, observed=staged.o_vid
+                )
         raise AssertionError("unreachable")
 
     def _key_exists(self, keys: np.ndarray) -> np.ndarray:

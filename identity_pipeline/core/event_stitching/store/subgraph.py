@@ -23,6 +23,7 @@ class Extracted:
     vids: np.ndarray  # local value row -> vid
     pids: np.ndarray  # local profile row -> pid (created_sequence)
     rows: np.ndarray  # local membership row -> row of the cache's memberships
+    observed: np.ndarray | None = None  # local rows of `extract`'s `observed` vids, when it was given them
 
     def local_values(self, cache: GraphCache, vids: np.ndarray) -> np.ndarray:
         """Local rows of these vids (all in the subgraph)."""
@@ -39,9 +40,12 @@ def extract(
     released_vids: np.ndarray,
     next_seq: int,
     extra_pids: np.ndarray | None = None,
+    observed: np.ndarray | None = None,
 ) -> Extracted:
     """Load what the window reads (if the run has not yet) and return it as a `Subgraph`. `window_vids`:
-    distinct, their type codes set in the cache."""
+    distinct, their type codes set in the cache. `observed` (vids, all in the subgraph: the window's
+    observations) are also mapped to local rows while the map is built (`Extracted.observed`; the same as
+    `local_values`, without writing the map a second time)."""
     cache.load_values(np.concatenate([window_vids, released_vids]))
     V, P, M = cache.v, cache.p, cache.m
     rows_w = cache.value_rows(window_vids)
@@ -70,6 +74,7 @@ def extract(
     )
     m_v = scratch_v[m_vid]
     m_p = scratch_p[m_pid]
+    observed_local = None if observed is None else scratch_v[observed]
     scratch_v[vids] = -1
     scratch_p[holders] = -1
     v_code, v_reg, v_first, v_last, v_count, v_quar, v_quar_at = V.take(
@@ -107,4 +112,4 @@ def extract(
         m_count=m_count,
         next_seq=next_seq,
     )
-    return Extracted(sub=sub, vids=vids, pids=holders.astype(np.int64), rows=rows)
+    return Extracted(sub=sub, vids=vids, pids=holders.astype(np.int64), rows=rows, observed=observed_local)
