@@ -17,9 +17,12 @@ settings are restored when the run ends (glibc's thresholds then stay fixed at i
 adapting) and the kept heap is returned (`malloc_trim`). Other platforms (macOS, musl) are left as they
 are. Off with `event_stitching.tune_allocator: false`.
 
-What this cannot stop: DuckDB calls `malloc_trim` itself after its tasks (at most every 100 ms), which
-returns every free page of glibc's heap whatever the trim threshold; the main thread still takes ~2.7M minor
-faults per 30-window backfill (0.5M with that call disabled, docs/benchmarks.md).
+What this cannot stop: DuckDB calls `malloc_trim` itself (at most every 100 ms), mostly when its buffer pool
+is at `memory_limit` and has freed `memory_limit / 16` since it last did (a stitching run keeps the pool
+full: ~75 calls per 30 windows), and after its worker threads' tasks. Each call returns every free page of
+glibc's heap whatever the trim threshold, so the main thread still takes ~1.9M minor faults per 30-window
+backfill (0.44M with the call disabled). A larger `memory_limit` makes the calls rarer but costs more memory
+than the 4 GB budget leaves (docs/benchmarks.md, 2026-12-03 afternoon).
 """
 
 from __future__ import annotations
