@@ -447,7 +447,7 @@ class StitchRun:
         cache = self.cache
         extra = None
         for _ in range(2):
-            local = ex.observed if ex.observed is not None else ex.local_values(cache, staged.o_vid)
+            local = ex.observed  # both extracts above were given the window's observations
             rel_local = ex.local_values(cache, rel_vids) if len(rel_vids) else rel_vids
             win = WindowEvents(
                 e_ts=staged.e_ts,

@@ -87,6 +87,7 @@ def extract(
     p_key, p_created, p_first, p_last, p_status, p_merged_to, p_count, p_known = P.take(
         holders, "key", "created", "first", "last", "status", "merged_to", "count", "known"
     )
+    pids = holders.astype(np.int64)
     sub = Subgraph(
         v_type=walk,
         v_reg=v_reg,
@@ -95,7 +96,7 @@ def extract(
         v_count=v_count,
         v_quar=v_quar,
         v_quar_at=v_quar_at,
-        p_seq=holders.astype(np.int64),
+        p_seq=pids,
         p_key=p_key,
         p_created=p_created,
         p_first=p_first,
@@ -112,4 +113,4 @@ def extract(
         m_count=m_count,
         next_seq=next_seq,
     )
-    return Extracted(sub=sub, vids=vids, pids=holders.astype(np.int64), rows=rows, observed=observed_local)
+    return Extracted(sub=sub, vids=vids, pids=pids, rows=rows, observed=observed_local)
