@@ -36,6 +36,8 @@ import sys
 import time
 from pathlib import Path
 
+from bytecode_check import warn_if_uncompiled
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "bench" / ".data"
 
@@ -365,6 +367,7 @@ def main() -> int:
         return 0
     runs = args.runs if args.runs is not None else (1 if args.events >= 10_000_000 else 3)
 
+    warn_if_uncompiled()
     out = ensure_data(args.events, args.days, args.seed)
     db = DATA / "bench_event_stitching.duckdb"
     results = []

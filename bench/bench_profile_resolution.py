@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from bytecode_check import warn_if_uncompiled
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "bench" / ".data"
 
@@ -131,6 +133,7 @@ def main() -> int:
         child(args)
         return 0
 
+    warn_if_uncompiled()
     out = ensure_data(args.records, args.seed)
     db = DATA / "bench_profile_resolution.duckdb"
     results = []
