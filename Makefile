@@ -16,9 +16,10 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 # Bytecode is compiled at install time: uv does not by default, and a shell with PYTHONDONTWRITEBYTECODE=1 (as
-# on our CI machines) then recompiles every imported module in every process (~3 s per Python process here:
-# each test worker, each CLI run, each benchmark run). The project's own modules are recompiled when stale.
-$(BIN)/identity-pipeline: $(UV) pyproject.toml uv.lock
+# on our development machines) then recompiles every imported module in every process (~3 s per Python
+# process here: each test worker, each CLI run, each benchmark run). The project's own modules are recompiled
+# when stale. A change to this recipe re-runs it (the Makefile is a prerequisite).
+$(BIN)/identity-pipeline: $(UV) pyproject.toml uv.lock Makefile
 	$(UV) sync --frozen --extra dev --quiet --compile-bytecode
 	@touch $@
 

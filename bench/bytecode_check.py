@@ -8,7 +8,6 @@ numba, DuckDB and the package, part of it inside the timed region (modules impor
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import os
 
