@@ -26,6 +26,7 @@ from identity_pipeline.core.event_stitching.observations import extract_observat
 from identity_pipeline.core.event_stitching.store.dictionary import type_codes
 from identity_pipeline.core.event_stitching.store.graph_cache import GraphCache
 from identity_pipeline.core.event_stitching.store.subgraph import extract
+from identity_pipeline.core.event_stitching.store.tables import STATE_KEYS
 from identity_pipeline_tests.event_stitching import helpers
 from identity_pipeline_tests.event_stitching.helpers import (
     T0,
@@ -814,12 +815,12 @@ def test_guarantees_re_running_an_earlier_window_rolls_back_to_it_and_gives_the_
     published = {name: view(con, name) for name in _STATE_VIEWS}
     in_order = _state_rows(con)
     assert len(published[store.REDIRECTS_VIEW]) == 1  # the merge of day 3 is there to be seen
-    # roll back days 3 and 2 by hand: the state is day 1's again
-    from identity_pipeline.core.event_stitching.store.undo import rollback_window
+    # roll back days 3 and 2 by hand (one run each, so one commit and one undo log each): day 1's state again
+    from identity_pipeline.core.event_stitching.store.undo import rollback_commit
 
     con.execute("begin transaction")
     for key in ("2026-11-03", "2026-11-02"):
-        rollback_window(con, store.window_for_key(cfg, key).start)
+        rollback_commit(con, store.window_for_key(cfg, key).start)
     assert _state_rows(con) == after_day1
     con.execute("rollback")
     # the re-run of day 2: day 3 becomes outdated, the state is day 2's; then day 3 again
@@ -920,6 +921,107 @@ def test_guarantees_a_long_run_that_fails_keeps_the_windows_committed_before_it(
     assert _state_rows(con) == first_state
     store.stitch_windows(con, cfg, windows[1:], commit_every=1)
     assert {name: view(con, name) for name in _STATE_VIEWS} == expected
+
+
+_FIVE_DAYS = [
+    ("2026-11-01", [ev("e1", 1, user_id="u1", cookie_id="c1"), ev("e2", 2, cookie_id="c2")]),
+    ("2026-11-02", [ev("e3", DAY + 1, cookie_id="c1", anonymous_id="a1"), ev("e4", DAY + 2, cookie_id="c3")]),
+    ("2026-11-03", [ev("e5", 2 * DAY + 1, anonymous_id="a1", cookie_id="c2")]),  # merges c2's profile in
+    (
+        "2026-11-04",
+        [ev("e6", 3 * DAY + 1, cookie_id="c3", session_id="s1"), ev("e7", 3 * DAY + 2, cookie_id="c4")],
+    ),
+    (
+        "2026-11-05",
+        [ev("e8", 4 * DAY + 1, session_id="s1", anonymous_id="a1"), ev("e9", 4 * DAY + 2, cookie_id="c1")],
+    ),
+]
+
+
+def _staged(cfg, days=_FIVE_DAYS) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    store.ensure_schema(con)
+    for key, evs in days:
+        _stage(con, cfg, key, evs)
+    return con
+
+
+def _stage(con: duckdb.DuckDBPyConnection, cfg, key: str, evs: list) -> None:
+    events_df, long = frames(evs)
+    store.stage_frames(con, cfg, store.window_for_key(cfg, key), events_df, extract_observations(long, cfg))
+
+
+def _outputs(con: duckdb.DuckDBPyConnection, before_key: str) -> list[tuple]:
+    return con.execute(
+        f"select * from {store.OUT}.attribution where window_key < ? order by window_key, seq", [before_key]
+    ).fetchall()
+
+
+def test_guarantees_the_undo_log_is_kept_per_commit_and_re_running_inside_a_commit_replays_its_start():
+    # One undo log per commit: a row is journaled the first time a commit changes it, as it was before the
+    # commit (rows the commit created are not journaled). Re-running a window inside a commit rolls the whole
+    # commit back and stitches its earlier windows again from their staged rows (their outputs kept): from
+    # every window, the tables are those of the in-order run.
+    cfg = make_config()
+    windows = [store.window_for_key(cfg, k) for k, _ in _FIVE_DAYS]
+    clean = _staged(cfg)
+    store.stitch_windows(clean, cfg, windows, commit_every=1)
+    expected_views = {name: view(clean, name) for name in _STATE_VIEWS}
+    expected_state = _state_rows(clean)
+
+    con = _staged(cfg)
+    store.stitch_windows(con, cfg, windows, commit_every=2)
+    assert _state_rows(con) == expected_state
+    undo_of = dict(con.execute(f"select window_key, undo_window from {store.STATE}.windows").fetchall())
+    starts = [w.start for w in windows]
+    assert undo_of == dict(
+        zip([w.key for w in windows], [starts[0], starts[0], starts[2], starts[2], starts[4]], strict=True)
+    )
+    for name in store.STATE_TABLES:
+        stamps = con.execute(f"select distinct undo_window from {store.STATE}.undo_{name}").fetchall()
+        assert {t for (t,) in stamps} <= {starts[2], starts[4]}, name  # nothing existed before the first
+        # journaled once per commit: no key twice under one stamp
+        keys = ", ".join(STATE_KEYS[name])
+        dup = con.execute(
+            f"select count(*) from (select undo_window, {keys} from {store.STATE}.undo_{name} group by all "
+            "having count(*) > 1)"
+        ).fetchall()
+        assert dup == [(0,)], name
+    per_window = _staged(cfg)
+    for w in windows:
+        store.stitch_windows(per_window, cfg, [w])
+    for name in store.STATE_TABLES:
+        q = f"select count(*) from {store.STATE}.undo_{name}"
+        assert con.execute(q).fetchall()[0][0] <= per_window.execute(q).fetchall()[0][0], name
+    assert con.execute(f"select count(*) from {store.STATE}.undo_registry").fetchall()[0][0] > 0
+
+    for k in range(1, len(windows)):
+        con = _staged(cfg)
+        store.stitch_windows(con, cfg, windows, commit_every=2)
+        kept = _outputs(con, windows[k].key)
+        store.stitch_windows(con, cfg, windows[k:], commit_every=3)
+        assert _state_rows(con) == expected_state, k
+        assert {name: view(con, name) for name in _STATE_VIEWS} == expected_views, k
+        assert _outputs(con, windows[k].key) == kept, k  # the replayed windows' outputs are the same rows
+        status = con.execute(f"select distinct status from {store.STATE}.windows").fetchall()
+        assert status == [("processed",)], k
+
+
+def test_guarantees_a_window_staged_again_is_not_replayed_from_its_new_rows():
+    # Window 2 is staged again after the run that stitched windows 1-3 in one commit. Re-running window 3
+    # would stitch window 2 again (same commit) from rows its outputs were not built from: a clear error
+    # before anything is written. Re-running from window 2 is what the message asks for, and works.
+    cfg = make_config()
+    windows = [store.window_for_key(cfg, k) for k, _ in _FIVE_DAYS[:3]]
+    con = _staged(cfg, _FIVE_DAYS[:3])
+    store.stitch_windows(con, cfg, windows)
+    state = _state_rows(con)
+    _stage(con, cfg, *_FIVE_DAYS[1])
+    with pytest.raises(store.WindowOrderError, match=r"2026-11-02 was staged again.*from 2026-11-02 on"):
+        store.stitch_windows(con, cfg, windows[2:])
+    assert _state_rows(con) == state
+    store.stitch_windows(con, cfg, windows[1:])
+    assert _state_rows(con) == state  # the same rows were staged again
 
 
 # ============================================================================================================

@@ -52,8 +52,10 @@ def run_windows(
 TIMING = {"processed_at", "duration_seconds"}
 
 
-def snapshot(config: PipelineConfig) -> dict[str, pd.DataFrame]:
-    """Every published view, state and undo table, sorted, timing columns/rows aside."""
+def snapshot(config: PipelineConfig, undo: bool = True) -> dict[str, pd.DataFrame]:
+    """Every published view, state and undo table, sorted, timing columns/rows aside. `undo=False` leaves out
+    the undo logs and the windows' `undo_window`: they follow how the windows were grouped into commits (one
+    undo log per commit, `store/undo.py`), not what the windows hold."""
     from dagster_duckdb import DuckDBResource
 
     out: dict[str, pd.DataFrame] = {}
@@ -61,12 +63,12 @@ def snapshot(config: PipelineConfig) -> dict[str, pd.DataFrame]:
         names = (
             [f"main.{v}" for v in store.PUBLISHED]
             + [f"{store.STATE}.{t}" for t in (*store.STATE_TABLES, "windows", "value_dictionary")]
-            + [f"{store.STATE}.undo_{t}" for t in store.STATE_TABLES]
+            + ([f"{store.STATE}.undo_{t}" for t in store.STATE_TABLES] if undo else [])
             + [f"{store.OUT}.{t}" for t in ("attribution", "audit_events", "run_metrics")]
         )
         for name in names:
             df = con.execute(f"select * from {name}").df()
-            df = df.drop(columns=[c for c in df.columns if c in TIMING])
+            df = df.drop(columns=[c for c in df.columns if c in TIMING or (not undo and c == "undo_window")])
             if "metric" in df.columns:
                 df = df[df["metric"] != "duration_seconds"]
             df = df.sort_values(list(df.columns), na_position="first", kind="stable").reset_index(drop=True)

@@ -148,7 +148,9 @@ def test_rerun_earlier_window_then_later_equals_one_in_order_run(tmp_path: Path)
     assert run_windows(defs, "2026-11-02").success  # re-run an earlier window ...
     assert run_windows(defs, "2026-11-03", SAMPLE_WINDOWS[-1]).success  # ... then the later ones in order
 
-    a, b = snapshot(one), snapshot(two)
+    # the undo logs differ by design (one per commit, and these runs committed other groups of windows);
+    # that they roll back correctly is what the re-runs above and the store's property tests check
+    a, b = snapshot(one, undo=False), snapshot(two, undo=False)
     assert a.keys() == b.keys()
     for name in a:
         pd.testing.assert_frame_equal(a[name], b[name], obj=name)

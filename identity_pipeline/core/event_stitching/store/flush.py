@@ -1,5 +1,5 @@
 """Writing a run's in-memory graph back to the state tables (at each commit point and at the end of the run),
-and a window's undo log (`undo_tables`, after each window).
+and the undo rows of each window (`undo_tables`: the rows its commit changes for the first time).
 
 For each table: the keys of the changed rows that were in DuckDB are deleted, then the current rows are
 inserted, all from Arrow (no row goes through Python objects).
@@ -120,9 +120,10 @@ def _delete(con: duckdb.DuckDBPyConnection, table: str, keys: pa.Table) -> None:
     on_arrow(con, "__es_keys", keys, f"delete from {STATE}.{table} t using __es_keys d where {cond}")
 
 
-def undo_tables(journal: Journal, window_start_us: int) -> dict[str, pa.Table]:
-    """A window's undo log (the rows it replaced, as they were) as Arrow tables, by undo table."""
-    undo_ts = _ts(np.array([window_start_us], dtype=np.int64))
+def undo_tables(journal: Journal, undo_start_us: int) -> dict[str, pa.Table]:
+    """A window's rows of its commit's undo log (the rows it changed first in the commit, as they were), as
+    Arrow tables by undo table, stamped with the commit's first window."""
+    undo_ts = _ts(np.array([undo_start_us], dtype=np.int64))
 
     def with_window(t: pa.Table) -> pa.Table:
         return t.append_column("undo_window", pa.repeat(undo_ts[0], t.num_rows))

@@ -15,7 +15,8 @@ What is loaded, and when (the rules' reads, see `state.profile_wide_types`):
 
 Memberships are rows linked in three chains (by value, by profile, by profile for wide types). A row never
 changes its (profile, value): moving it to a survivor ends it (`m_alive` False) and appends a copy. Every
-change is journaled first (`journal`): the undo log of the window that made it holds the row as it was.
+change is journaled first (`journal`), the first time a commit makes one: the commit's undo log holds the
+row as it was before the commit.
 """
 
 from __future__ import annotations
@@ -175,6 +176,7 @@ class GraphCache:
         self.created_keys = KeySet(capacity=1 << 22)  # ids created by the run (32 MB, grows if needed)
         self.journal = Journal()
         self.window_ts = NAT
+        self.undo_ts = NAT
         self._n_before: dict[str, int] = {}  # rows of v, p, m at the last `fill_ahead`
         # the state tables' extent when the run started: ids past them cannot be in DuckDB
         row = con.execute(
@@ -436,10 +438,13 @@ class GraphCache:
         )
         return rows[M.alive[rows]]
 
-    # ---- journal (undo log of the current window) -------------------------------------------------------
+    # ---- journal (the current window's part of its commit's undo log) ----------------------------------
 
-    def begin_window(self, window_ts: int) -> None:
+    def begin_window(self, window_ts: int, undo_ts: int) -> None:
+        """Start journaling a window. `undo_ts`: the first window of its commit. A row is journaled the first
+        time the commit changes it: the undo log keeps it as it was before the commit (`undo.py`)."""
         self.window_ts = int(window_ts)
+        self.undo_ts = int(undo_ts)
         self.journal = Journal()
 
     def fill_ahead(self, pool: Executor) -> None:
@@ -454,8 +459,8 @@ class GraphCache:
             cols.fill_ahead(pool, 2 * grown)
 
     def touch_values(self, vids: np.ndarray) -> None:
-        """Journal the registry rows of `vids` (those existing before this window) before they change."""
-        first = vids[self.v.ww[vids] != self.window_ts]
+        """Journal the registry rows of `vids` (those existing before this commit) before they change."""
+        first = vids[self.v.ww[vids] < self.undo_ts]
         old = first[self.v.reg[first]]
         if len(old):
             self.journal.registry.append(self.registry_image(old))
@@ -463,7 +468,7 @@ class GraphCache:
         self.v.dirty[vids] = True
 
     def touch_profiles(self, pids: np.ndarray) -> None:
-        first = pids[self.p.ww[pids] != self.window_ts]
+        first = pids[self.p.ww[pids] < self.undo_ts]
         old = first[self.p.state[first] > 0]
         if len(old):
             self.journal.profiles.append(self.profile_image(old))
@@ -471,7 +476,7 @@ class GraphCache:
         self.p.dirty[pids] = True
 
     def touch_memberships(self, rows: np.ndarray) -> None:
-        first = rows[self.m.ww[rows] != self.window_ts]
+        first = rows[self.m.ww[rows] < self.undo_ts]
         if len(first):
             self.journal.memberships.append(self.membership_image(first))
         self.m.ww[rows] = self.window_ts
@@ -489,7 +494,7 @@ class GraphCache:
 
     def touch_redirect(self, from_pid: int) -> None:
         row = self.redirects.get(from_pid)
-        if row is not None and row[5] != self.window_ts:
+        if row is not None and row[5] < self.undo_ts:
             self.journal.redirects.append((from_pid, list(row)))
         if row is not None:
             row[5] = self.window_ts
@@ -497,7 +502,7 @@ class GraphCache:
 
     def touch_conflict(self, vid: int) -> None:
         row = self.conflicts.get(vid)
-        if row is not None and row[2] != self.window_ts:
+        if row is not None and row[2] < self.undo_ts:
             self.journal.conflicts.append((vid, list(row)))
         if row is not None:
             row[2] = self.window_ts

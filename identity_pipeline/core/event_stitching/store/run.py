@@ -1,11 +1,13 @@
 """Stitching windows against the stored graph: `StitchRun`.
 
 A run processes one or more windows, oldest first, in **one DuckDB transaction**: it rolls back the windows it
-re-runs (and any later ones, which become `outdated`), then for each window reads the staged inputs, takes the
-subgraph the window reads from the run's in-memory graph (`graph_cache.py`, loading from the state tables what
-the run has not seen), runs the engine (`fast_path.stitch_arrays`), applies the outcome to the in-memory graph
-and appends the window's outputs and undo log; at the end it writes the changed state rows once (`flush.py`)
-and commits. A failure anywhere leaves the previous tables as they were.
+re-runs (and any later ones, which become `outdated`; undo logs are per commit, so the earlier windows of the
+first one's commit are rolled back too and stitched again first, their outputs kept: `undo.py`), then for
+each window reads the staged inputs, takes the subgraph the window reads from the run's in-memory graph
+(`graph_cache.py`, loading from the state tables what the run has not seen), runs the engine
+(`fast_path.stitch_arrays`), applies the outcome to the in-memory graph and appends the window's outputs and
+its part of the commit's undo log; at the end it writes the changed state rows once (`flush.py`) and
+commits. A failure anywhere leaves the previous tables as they were.
 
     with StitchRun(con, config, windows) as run:
         for window in windows:
@@ -19,7 +21,7 @@ import gc
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -211,6 +213,8 @@ class StitchRun:
         self.windows = sorted(windows, key=lambda w: w.start)
         self.timings: list[dict[str, float]] = []
         self._done = 0
+        self._replay: set[str] = set()
+        self._undo_ts = 0  # the start of the first window of the current commit (µs)
         # the window's output rows are written by one background thread while the next window is stitched
         # (DuckDB runs without the GIL); the connection is used by one thread at a time (`_wait`)
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="es-writer")
@@ -298,7 +302,12 @@ class StitchRun:
                     f"a run processes consecutive windows: {window_key_for(self.config, a.start + step)} is "
                     f"missing between {a.key} and {b.key}"
                 )
-        rollback_from(con, first.start, keep_outputs_after=last.end)
+        replay = rollback_from(con, first.start, keep_outputs_after=last.end)
+        # the windows committed together with `first` are stitched again first, outputs kept (see undo.py)
+        again = [Window(window_key_for(self.config, ws), ws, ws + step) for ws in replay]
+        self._replay = {w.key for w in again}
+        self.windows = again + self.windows
+        self._undo_ts = micros(self.windows[0].start)
         codes = type_codes(con, list(self.config.identifiers))
         walk = self.policy.index()
         self.type_code = {t: codes[t] for t in self.policy.names}
@@ -309,7 +318,7 @@ class StitchRun:
         prev = con.execute(
             f"select next_sequence, active_profiles, known_profiles from {STATE}.windows "
             "where window_start < ? and status = 'processed' order by window_start desc limit 1",
-            [first.start],
+            [self.windows[0].start],
         ).fetchall()
         self.next_seq = int(prev[0][0]) if prev else 1
         self.active = int(prev[0][1] or 0) if prev else 0
@@ -328,6 +337,8 @@ class StitchRun:
             memberships=int(size[0] or 0),
         )
         self.released = self._released_vids()
+        for window in self.windows[: len(replay)]:
+            self.process(window)
 
     def _released_vids(self) -> list[tuple[int, int | None]]:
         rel = self.policy.releases()
@@ -363,7 +374,7 @@ class StitchRun:
             self._read_staged(self.windows[self._done].key)
         t_read = time.perf_counter()
         ts0 = micros(window.start)
-        cache.begin_window(ts0)
+        cache.begin_window(ts0, self._undo_ts)
         V = cache.v
         if len(staged.o_vid):
             V.ensure(int(staged.o_vid.max()) + 1)
@@ -385,19 +396,27 @@ class StitchRun:
         t_apply = time.perf_counter()
         journal = cache.journal  # the next window starts a new one
         duration = time.perf_counter() - t0
+        undo_ts, undo_window = self._undo_ts, self._undo_window()
+        if window.key in self._replay:  # stitched again for the state only: its outputs and row are kept
+            self._submit(lambda: self._write_replayed(window, undo_tables(journal, undo_ts), undo_window))
+            self._end_of_window()
+            return {}
         metrics = self._metrics(staged, ex, o_local, outcome, active_conflicts, duration)
         metric_rows = self._metric_rows(window, metrics)
         row = [window.key, window.start, window.end, staged.nE, duration]
-        row += [self.next_seq, self.active, self.known]
+        row += [self.next_seq, self.active, self.known, undo_window]
         # the window's rows are built from what no later window changes (its inputs, subgraph copy, outcome
         # and journal), so the writer thread builds them too
         self._submit(
             lambda: self._write_window(
-                window, self._output_tables(staged, ex, outcome), undo_tables(journal, ts0), metric_rows, row
+                window,
+                self._output_tables(staged, ex, outcome),
+                undo_tables(journal, undo_ts),
+                metric_rows,
+                row,
             )
         )
-        if self._done % self.commit_every == 0 and self._done < len(self.windows):
-            self._commit_point()
+        self._end_of_window()
         self.timings.append(
             {
                 "read_s": t_read - t0,
@@ -410,6 +429,23 @@ class StitchRun:
             }
         )
         return metrics
+
+    def _undo_window(self) -> datetime:
+        """The first window of the current commit (its undo log's `undo_window`)."""
+        return _EPOCH + timedelta(microseconds=self._undo_ts)
+
+    def _end_of_window(self) -> None:
+        """A commit point every `commit_every` windows; the next window then starts the next undo log."""
+        if self._done % self.commit_every == 0 and self._done < len(self.windows):
+            self._commit_point()
+            self._undo_ts = micros(self.windows[self._done].start)
+
+    def _write_replayed(self, window: Window, undo: dict, undo_window: datetime) -> None:
+        """A replayed window's undo rows, and the commit it is now part of (runs on the writer thread)."""
+        insert_tables(self.con, undo)
+        self.con.execute(
+            f"update {STATE}.windows set undo_window = ? where window_key = ?", [undo_window, window.key]
+        ).fetchall()
 
     def _write_window(
         self, window: Window, tables: dict, undo: dict, metric_rows: pa.Table, row: list
@@ -436,7 +472,8 @@ class StitchRun:
         )
         con.execute(f"delete from {STATE}.windows where window_key = ?", [window.key]).fetchall()
         con.execute(
-            f"insert into {STATE}.windows values (?, ?, ?, now()::TIMESTAMP, ?, 'processed', ?, ?, ?, ?)", row
+            f"insert into {STATE}.windows values (?, ?, ?, now()::TIMESTAMP, ?, 'processed', ?, ?, ?, ?, ?)",
+            row,
         ).fetchall()
 
     def _stitch(

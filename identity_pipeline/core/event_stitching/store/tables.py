@@ -5,8 +5,8 @@ Three schemas (see docs/event-stitching-storage.md):
 * `es_stage`: each window's staged events and observations (replaced per window), integer-coded values;
 * `es_state`: the value dictionary (every value once, with its integer id `vid`), the graph state after the
   newest processed window (`registry`, `memberships`, `profiles`, `redirects`, `conflicts`: one row per key,
-  integer-coded, stamped with the window that last wrote it), the undo log of each window (the rows it
-  replaced), and the processed windows;
+  integer-coded, stamped with the window that last wrote it), the undo log of each commit of a run (the rows
+  its windows replaced, as they were before its first window), and the processed windows;
 * `es_output`: the per-window outputs (attribution, audit events, run metrics).
 
 The names DinMo documents are views in `main` (`views.py`) that turn the codes back into strings.
@@ -31,7 +31,8 @@ METRICS_VIEW = "identity_event_profile_run_metrics"
 PUBLISHED = (ATTRIBUTION_VIEW, PROFILES_VIEW, VALUES_VIEW, REDIRECTS_VIEW, AUDIT_VIEW, METRICS_VIEW)
 
 # graph state tables: columns (DuckDB types) and key. `written_window` is the start of the window that last
-# wrote the row: rolling a window back deletes its rows and puts back the ones it replaced (`undo_<table>`).
+# wrote the row. Rolling back the windows of one commit (`undo.py`) deletes the rows they wrote and puts back
+# the ones they replaced (`undo_<table>`, stamped with the commit's first window, `undo_window`).
 STATE_TABLES: dict[str, dict[str, str]] = {
     "registry": {
         "vid": "INTEGER",
@@ -96,7 +97,7 @@ _DDL = {
     f"{STATE}.windows": (
         "window_key VARCHAR, window_start TIMESTAMP, window_end TIMESTAMP, processed_at TIMESTAMP, "
         "events BIGINT, status VARCHAR, duration_seconds DOUBLE, next_sequence BIGINT, "
-        "active_profiles BIGINT, known_profiles BIGINT"
+        "active_profiles BIGINT, known_profiles BIGINT, undo_window TIMESTAMP"
     ),
     f"{STAGE}.events": (
         "window_key VARCHAR, seq INTEGER, model VARCHAR, event_id VARCHAR, event_ts TIMESTAMP"
@@ -163,6 +164,15 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"create schema if not exists {schema}")
     for name, ddl in _DDL.items():
         con.execute(f"create table if not exists {name} ({ddl})")
+    # files written before undo logs were kept per commit: their windows' `undo_window` is null, which
+    # `undo.py` reads as the window itself (each of those windows has its own undo log)
+    has = con.execute(
+        "select count(*) from information_schema.columns "
+        "where table_schema = ? and table_name = 'windows' and column_name = 'undo_window'",
+        [STATE],
+    ).fetchall()[0]
+    if not has[0]:
+        con.execute(f"alter table {STATE}.windows add column undo_window TIMESTAMP")
     for name, cols in STATE_TABLES.items():
         con.execute(f"create table if not exists {STATE}.{name} ({columns_ddl(cols)})")
         con.execute(
