@@ -1,9 +1,12 @@
 """Shared standardizers: what each one turns raw values into, and what becomes 'no observation'."""
 
+import re
+import sys
+
 import pandas as pd
 import pytest
 
-from identity_pipeline.core.standardize import STANDARDIZERS, standardize
+from identity_pipeline.core.standardize import SPACE_CODEPOINTS, STANDARDIZERS, standardize
 
 
 def run(values, kind, **opts):
@@ -17,6 +20,18 @@ def test_email_trims_lowercases_and_rejects_non_emails():
         pd.NA,
         pd.NA,
         pd.NA,
+    ]
+
+
+def test_email_drops_every_whitespace_python_knows_and_nothing_else():
+    # the class spelled out for Arrow's regex kernels is exactly Python's `\s`
+    assert [c for c in range(sys.maxunicode + 1) if re.match(r"\s", chr(c))] == sorted(SPACE_CODEPOINTS)
+    spaced = [f"al{chr(c)}ice@example.com" for c in SPACE_CODEPOINTS]
+    assert run(spaced, "email") == ["alice@example.com"] * len(spaced)
+    # a zero-width space and a word joiner are not whitespace: the address keeps them
+    assert run(["al\u200bice@example.com", "al\u2060ice@example.com"], "email") == [
+        "al\u200bice@example.com",
+        "al\u2060ice@example.com",
     ]
 
 
