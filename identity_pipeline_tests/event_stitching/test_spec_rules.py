@@ -1007,6 +1007,48 @@ def test_guarantees_the_undo_log_is_kept_per_commit_and_re_running_inside_a_comm
         assert status == [("processed",)], k
 
 
+def test_guarantees_a_replay_that_fails_after_a_commit_point_leaves_the_rest_outdated(monkeypatch):
+    # Days 1-5 in one commit; re-running day 5 with commits of 2 replays days 1-4 and commits after days 2
+    # and 4. A failure while day 4 is replayed keeps the commit of days 1-2; days 3-4 are `outdated` (not
+    # `processed` over a state without them), and re-running from day 3 gives the in-order tables.
+    cfg = make_config()
+    windows = [store.window_for_key(cfg, k) for k, _ in _FIVE_DAYS]
+    clean = _staged(cfg)
+    store.stitch_windows(clean, cfg, windows, commit_every=1)
+    expected = ({name: view(clean, name) for name in _STATE_VIEWS}, _state_rows(clean))
+    two_days = _staged(cfg)
+    store.stitch_windows(two_days, cfg, windows[:2])
+
+    con = _staged(cfg)
+    store.stitch_windows(con, cfg, windows)
+    from identity_pipeline.core.event_stitching.store import run as run_module
+
+    real, calls = run_module.stitch_arrays, []
+
+    def fail_fourth(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise RuntimeError("engine failed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "stitch_arrays", fail_fourth)
+    with pytest.raises(RuntimeError, match="engine failed"):
+        store.stitch_windows(con, cfg, windows[4:], commit_every=2)
+    monkeypatch.setattr(run_module, "stitch_arrays", real)
+    status = dict(con.execute(f"select window_key, status from {store.STATE}.windows").fetchall())
+    assert status == {
+        "2026-11-01": "processed",
+        "2026-11-02": "processed",
+        "2026-11-03": "outdated",
+        "2026-11-04": "outdated",
+    }
+    assert _state_rows(con) == _state_rows(two_days)
+    with pytest.raises(store.WindowOrderError, match="outdated"):
+        store.stitch_windows(con, cfg, windows[4:])
+    store.stitch_windows(con, cfg, windows[2:], commit_every=2)
+    assert ({name: view(con, name) for name in _STATE_VIEWS}, _state_rows(con)) == expected
+
+
 def test_guarantees_a_window_staged_again_is_not_replayed_from_its_new_rows():
     # Window 2 is staged again after the run that stitched windows 1-3 in one commit. Re-running window 3
     # would stitch window 2 again (same commit) from rows its outputs were not built from: a clear error

@@ -235,9 +235,7 @@ class StitchRun:
         try:
             self._prepare()
         except BaseException:
-            con.execute("ROLLBACK")
-            self._close_readers()
-            self._allocator.close()
+            self.abort()  # replayed windows may have given the writer work: it finishes before the rollback
             raise
 
     def __enter__(self) -> StitchRun:
@@ -441,10 +439,12 @@ class StitchRun:
             self._undo_ts = micros(self.windows[self._done].start)
 
     def _write_replayed(self, window: Window, undo: dict, undo_window: datetime) -> None:
-        """A replayed window's undo rows, and the commit it is now part of (runs on the writer thread)."""
+        """A replayed window's undo rows; its row is `processed` again, in the commit it is now part of (runs
+        on the writer thread)."""
         insert_tables(self.con, undo)
         self.con.execute(
-            f"update {STATE}.windows set undo_window = ? where window_key = ?", [undo_window, window.key]
+            f"update {STATE}.windows set status = 'processed', undo_window = ? where window_key = ?",
+            [undo_window, window.key],
         ).fetchall()
 
     def _write_window(

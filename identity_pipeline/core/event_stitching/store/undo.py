@@ -52,8 +52,8 @@ def rollback_from(
     that share a commit with them. The windows from `start` up to `keep_outputs_after` (exclusive) are about
     to be re-run: their rows in `es_state.windows` go (their outputs are replaced when they run); later ones
     keep their outputs and become `outdated`. Returns the starts of the processed windows before `start` that
-    were rolled back with it (its commit's earlier windows), oldest first: the caller stitches them again
-    before `start`, from their staged rows, keeping their outputs."""
+    were rolled back with it (its commit's earlier windows), oldest first, now `outdated`: the caller stitches
+    them again before `start`, from their staged rows, keeping their outputs, and marks them `processed`."""
     row = con.execute(
         f"select {_COMMIT} from {STATE}.windows where window_start = ? and status = 'processed'", [start]
     ).fetchall()
@@ -74,6 +74,12 @@ def rollback_from(
     ).fetchall()
     for (c,) in commits:
         rollback_commit(con, c)
+    # `outdated` until replayed: a commit point during the replay, then a failure, must not leave them
+    # looking processed over a state that does not hold them yet
+    con.execute(
+        f"update {STATE}.windows set status = 'outdated' where window_start >= ? and window_start < ?",
+        [first, start],
+    ).fetchall()
     if keep_outputs_after is None:
         con.execute(f"delete from {STATE}.windows where window_start >= ?", [start]).fetchall()
     else:
