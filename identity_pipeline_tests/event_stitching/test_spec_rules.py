@@ -834,6 +834,19 @@ def test_guarantees_re_running_an_earlier_window_rolls_back_to_it_and_gives_the_
     assert {name: view(con, name) for name in _STATE_VIEWS} == published
 
 
+def _engine_failing_at(call: int, real):
+    """`real` (the engine) that raises on its `call`-th call instead."""
+    calls = []
+
+    def engine(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise RuntimeError("engine failed")
+        return real(*args, **kwargs)
+
+    return engine
+
+
 def test_guarantees_a_run_that_fails_leaves_every_table_as_it_was(monkeypatch):
     # One run = one transaction: a failure in its second window undoes its first window too.
     cfg = make_config()
@@ -851,15 +864,7 @@ def test_guarantees_a_run_that_fails_leaves_every_table_as_it_was(monkeypatch):
     from identity_pipeline.core.event_stitching.store import run as run_module
 
     real = run_module.stitch_arrays
-    calls = []
-
-    def fail_second(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("engine failed")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(run_module, "stitch_arrays", fail_second)
+    monkeypatch.setattr(run_module, "stitch_arrays", _engine_failing_at(2, real))
     windows = [store.window_for_key(cfg, k) for k in ("2026-11-02", "2026-11-03")]
     with pytest.raises(RuntimeError, match="engine failed"):
         store.stitch_windows(con, cfg, windows)
@@ -903,16 +908,8 @@ def test_guarantees_a_long_run_that_fails_keeps_the_windows_committed_before_it(
     from identity_pipeline.core.event_stitching.store import run as run_module
 
     real = run_module.stitch_arrays
-    calls = []
-
-    def fail_second(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("engine failed")
-        return real(*args, **kwargs)
-
     con = staged()
-    monkeypatch.setattr(run_module, "stitch_arrays", fail_second)
+    monkeypatch.setattr(run_module, "stitch_arrays", _engine_failing_at(2, real))
     with pytest.raises(RuntimeError, match="engine failed"):
         store.stitch_windows(con, cfg, windows, commit_every=1)
     monkeypatch.setattr(run_module, "stitch_arrays", real)
@@ -1023,15 +1020,8 @@ def test_guarantees_a_replay_that_fails_after_a_commit_point_leaves_the_rest_out
     store.stitch_windows(con, cfg, windows)
     from identity_pipeline.core.event_stitching.store import run as run_module
 
-    real, calls = run_module.stitch_arrays, []
-
-    def fail_fourth(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 4:
-            raise RuntimeError("engine failed")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(run_module, "stitch_arrays", fail_fourth)
+    real = run_module.stitch_arrays
+    monkeypatch.setattr(run_module, "stitch_arrays", _engine_failing_at(4, real))
     with pytest.raises(RuntimeError, match="engine failed"):
         store.stitch_windows(con, cfg, windows[4:], commit_every=2)
     monkeypatch.setattr(run_module, "stitch_arrays", real)
